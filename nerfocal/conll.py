@@ -1,0 +1,176 @@
+"""Streaming readers for CoNLL column files and JSONL, with errors that name ``path:line``.
+
+Standard library only (with :mod:`nerfocal.labels`): both training and inference read files
+through this module.
+
+CoNLL format accepted:
+    * one token per line, columns separated by spaces or tabs (a mix is accepted: any run of
+      whitespace separates columns, so a token itself never contains whitespace);
+    * sentences separated by blank lines; a line of only whitespace (e.g. a lone tab, as in the
+      upstream WNUT-17 files) also counts as a sentence break;
+    * ``-DOCSTART-`` lines (CoNLL-2003 document markers) are skipped;
+    * CRLF line endings, a UTF-8 byte-order mark and trailing whitespace are tolerated.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Sentence:
+    """One sentence: ``tokens`` and, when labelled, ``tags``; ``line`` is the 1-based line it starts on."""
+
+    tokens: list[str]
+    tags: list[str] | None = None
+    line: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class DataFormatError(ValueError):
+    """A malformed input file; the message names ``path:line``."""
+
+
+def _open_text(path: Path, encoding: str):  # type: ignore[no-untyped-def]
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataFormatError(f"{path}: expected a file, got a directory")
+    # utf-8-sig strips a byte-order mark; newline=None turns CRLF into LF.
+    enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    return path.open(encoding=enc, newline=None)
+
+
+def _decode_error(path: Path, line_no: int, encoding: str, err: UnicodeDecodeError) -> DataFormatError:
+    return DataFormatError(
+        f"{path}:{line_no}: file is not valid {encoding} ({err.reason} at byte {err.start}); "
+        "pass the file's encoding with --encoding (for example --encoding latin-1)"
+    )
+
+
+def read_conll(
+    path: str | Path,
+    *,
+    tag_column: int | None = -1,
+    token_column: int = 0,
+    encoding: str = "utf-8",
+) -> Iterator[Sentence]:
+    """Stream the sentences of a CoNLL column file.
+
+    Args:
+        path: the file.
+        tag_column: index of the tag column (negative counts from the end; -1 = last), or None for
+            unlabelled files (only the token column is read).
+        token_column: index of the token column.
+        encoding: file encoding.
+
+    Yields:
+        :class:`Sentence` objects with ``tokens`` and ``tags`` (``tags`` is None when unlabelled).
+
+    Raises:
+        DataFormatError: a line with a different number of columns than the first line of the file,
+            a missing tag column, or bytes that are not valid in ``encoding``; the message names
+            ``path:line``.
+    """
+    path = Path(path)
+    tokens: list[str] = []
+    tags: list[str] = []
+    start = 0
+    n_columns = 0
+    line_no = 0
+    with _open_text(path, encoding) as handle:
+        try:
+            for line_no, raw in enumerate(handle, start=1):
+                columns = raw.split()
+                if not columns:
+                    if tokens:
+                        yield Sentence(tokens, tags if tag_column is not None else None, start)
+                        tokens, tags = [], []
+                    continue
+                if columns[0] == "-DOCSTART-":
+                    continue
+                if not n_columns:
+                    n_columns = len(columns)
+                    needed = max(_width(token_column), _width(tag_column))
+                    if n_columns < needed:
+                        raise DataFormatError(
+                            f"{path}:{line_no}: expected at least {needed} columns "
+                            f"(token column {token_column}, tag column {tag_column}), "
+                            f"got {n_columns}: {raw.rstrip()!r}"
+                        )
+                elif len(columns) != n_columns:
+                    raise DataFormatError(
+                        f"{path}:{line_no}: expected {n_columns} columns like the first line, "
+                        f"got {len(columns)}: {raw.rstrip()!r}"
+                    )
+                if not tokens:
+                    start = line_no
+                tokens.append(columns[token_column])
+                if tag_column is not None:
+                    tags.append(columns[tag_column])
+        except UnicodeDecodeError as err:
+            raise _decode_error(path, line_no + 1, encoding, err) from None
+    if tokens:
+        yield Sentence(tokens, tags if tag_column is not None else None, start)
+
+
+def _width(column: int | None) -> int:
+    if column is None:
+        return 0
+    return column + 1 if column >= 0 else -column
+
+
+def read_jsonl(
+    path: str | Path, *, encoding: str = "utf-8", require_tags: bool = False
+) -> Iterator[Sentence]:
+    """Stream ``{"tokens": [...], "tags": [...]}`` records (other fields go to ``Sentence.extra``).
+
+    Raises:
+        DataFormatError: invalid JSON, a record that is not an object, missing or non-string
+            tokens, or tags whose length differs from the tokens; the message names ``path:line``.
+    """
+    path = Path(path)
+    line_no = 0
+    with _open_text(path, encoding) as handle:
+        try:
+            for line_no, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    record = json.loads(raw)
+                except json.JSONDecodeError as err:
+                    raise DataFormatError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
+                yield parse_record(record, f"{path}:{line_no}", line_no, require_tags=require_tags)
+        except UnicodeDecodeError as err:
+            raise _decode_error(path, line_no + 1, encoding, err) from None
+
+
+def parse_record(record: Any, where: str, line_no: int = 0, *, require_tags: bool = False) -> Sentence:
+    """Validate one JSON record with ``tokens`` (and ``tags``) into a :class:`Sentence`."""
+    if not isinstance(record, dict):
+        raise DataFormatError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    tokens = record.get("tokens")
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise DataFormatError(f"{where}: expected 'tokens' to be a list of strings")
+    tags = record.get("tags", record.get("ner_tags"))
+    if tags is None and require_tags:
+        raise DataFormatError(f"{where}: expected a 'tags' list, the record has none")
+    if tags is not None:
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise DataFormatError(f"{where}: expected 'tags' to be a list of strings")
+        if len(tags) != len(tokens):
+            raise DataFormatError(f"{where}: expected {len(tokens)} tags (one per token), got {len(tags)}")
+    extra = {k: v for k, v in record.items() if k not in ("tokens", "tags", "ner_tags")}
+    return Sentence(list(tokens), list(tags) if tags is not None else None, line_no, extra)
+
+
+def write_conll(path: str | Path, sentences: list[tuple[list[str], list[str]]]) -> None:
+    """Write ``token tag`` lines with blank-line sentence breaks."""
+    with Path(path).open("w", encoding="utf-8") as handle:
+        for tokens, tags in sentences:
+            handle.writelines(f"{tok} {tag}\n" for tok, tag in zip(tokens, tags, strict=True))
+            handle.write("\n")

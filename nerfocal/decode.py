@@ -1,0 +1,121 @@
+"""Word-level decoding of tag log-probabilities: argmax, and Viterbi constrained to valid IOB2 / BIOES.
+
+Torch and :mod:`nerfocal.labels` only: the inference code imports this module.
+
+The constrained decoder finds, for each sentence, the tag sequence with the highest total
+log-probability ``sum_t log p(tag_t | word_t)`` among the sequences that are valid in the scheme.
+There are no learned transition scores: a transition is either allowed (0) or forbidden (-inf).
+
+IOB2 forbids ``I-X`` at the start, after ``O`` and after ``B-Y``/``I-Y`` with ``Y != X``.
+BIOES also forbids ``E-X`` in those places, forces ``B-X``/``I-X`` to be followed by ``I-X`` or
+``E-X``, and forbids ending a sentence on ``B-X`` or ``I-X``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from nerfocal.labels import OUTSIDE, check_scheme, split_tag
+
+DECODERS = ("viterbi", "argmax")
+
+
+def transition_constraints(
+    labels: Sequence[str], scheme: str = "IOB2"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Which tags may start a sentence, follow each tag, and end a sentence.
+
+    Args:
+        labels: the model's labels in id order (``id2label``).
+        scheme: ``IOB2`` or ``BIOES`` (``IOB1`` is decoded as IOB2: valid IOB2 is the target).
+
+    Returns:
+        ``(start, transitions, end)``: bool tensors ``[C]``, ``[C, C]`` (``[from, to]``) and ``[C]``.
+    """
+    scheme = check_scheme(scheme)
+    parts = [split_tag(label) for label in labels]
+    n = len(labels)
+    start = torch.zeros(n, dtype=torch.bool)
+    end = torch.zeros(n, dtype=torch.bool)
+    trans = torch.zeros(n, n, dtype=torch.bool)
+    bioes = scheme == "BIOES"
+    # tags that continue a chunk, and tags a chunk must be continued by (open chunk)
+    continues = ("I", "E") if bioes else ("I",)
+    opens = ("B", "I") if bioes else ()
+    for j, (pj, tj) in enumerate(parts):
+        start[j] = pj not in continues
+        end[j] = pj not in opens
+        for i, (pi, ti) in enumerate(parts):
+            inside = pi in ("B", "I")  # a chunk of type ti is open after tag i
+            if pj in continues:
+                trans[i, j] = inside and ti == tj
+            else:
+                trans[i, j] = not (bioes and inside)
+    return start, trans, end
+
+
+def viterbi_decode(
+    log_probs: torch.Tensor,
+    lengths: torch.Tensor,
+    constraints: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+) -> torch.Tensor:
+    """Best valid tag sequence per sentence, vectorised over the batch (loops over positions only).
+
+    Args:
+        log_probs: float tensor ``[B, T, C]``, per-word tag log-probabilities; positions at or after
+            a sentence's length are ignored.
+        lengths: long tensor ``[B]``, number of words per sentence (>= 1).
+        constraints: ``(start [C], transitions [C, C], end [C])`` bool masks from
+            :func:`transition_constraints`.
+
+    Returns:
+        long tensor ``[B, T]`` of tag ids (positions past a sentence's length hold its last tag).
+    """
+    batch, steps, n_tags = log_probs.shape
+    device = log_probs.device
+    start, trans, end = (c.to(device) for c in constraints)
+    neg_inf = torch.tensor(float("-inf"), device=device, dtype=log_probs.dtype)
+    trans_score = torch.where(trans, 0.0, neg_inf)  # [C, C]
+    score = log_probs[:, 0] + torch.where(start, 0.0, neg_inf)  # [B, C]
+    identity = torch.arange(n_tags, device=device).expand(batch, n_tags)
+    backpointers = torch.empty(batch, steps, n_tags, dtype=torch.long, device=device)
+    backpointers[:, 0] = identity
+    for t in range(1, steps):
+        # best previous tag for every current tag: [B, C_from, C_to] -> [B, C_to]
+        best, arg = (score.unsqueeze(2) + trans_score).max(dim=1)
+        active = (t < lengths).unsqueeze(1)  # [B, 1]
+        score = torch.where(active, best + log_probs[:, t], score)
+        backpointers[:, t] = torch.where(active, arg, identity)
+    score = score + torch.where(end, 0.0, neg_inf)
+    tags = torch.empty(batch, steps, dtype=torch.long, device=device)
+    current = score.argmax(dim=1)  # [B]
+    for t in range(steps - 1, -1, -1):
+        tags[:, t] = current
+        current = backpointers[:, t].gather(1, current.unsqueeze(1)).squeeze(1)
+    return tags
+
+
+def decode(
+    log_probs: torch.Tensor,
+    lengths: torch.Tensor,
+    method: str,
+    constraints: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Dispatch to ``argmax`` or constrained ``viterbi``; shapes as in :func:`viterbi_decode`."""
+    if method == "argmax":
+        return log_probs.argmax(dim=-1)
+    if method == "viterbi":
+        if constraints is None:
+            raise ValueError("expected transition constraints for viterbi decoding, got None")
+        return viterbi_decode(log_probs, lengths, constraints)
+    raise ValueError(f"expected a decode method in {DECODERS}, got {method!r}")
+
+
+def outside_id(labels: Sequence[str]) -> int:
+    """Index of ``O`` in the label list."""
+    try:
+        return list(labels).index(OUTSIDE)
+    except ValueError:
+        raise ValueError(f"expected an 'O' label in the label list, got {list(labels)}") from None

@@ -1,0 +1,149 @@
+"""Label sets, tag-scheme conversion (IOB1 / IOB2 / BIOES) and tags -> spans.
+
+Standard library only: the inference code imports this module, so it must stay light.
+
+Conventions:
+    * A tag is ``"O"`` or ``"<P>-<TYPE>"`` with prefix ``P`` in ``B I E S``.
+    * IOB1 (CoNLL-2003): a chunk starts with ``I-``; ``B-`` only marks the start of a chunk that
+      directly follows a chunk of the same type.
+    * IOB2: every chunk starts with ``B-``.
+    * BIOES: ``S-`` for single-token chunks, ``E-`` ends a multi-token chunk.
+    * Spans are ``(type, start, end)`` with ``end`` exclusive, in word indices.
+
+Chunks follow the conlleval rule: a chunk starts at each ``B-X`` (``S-X``), and at each ``I-X``
+(``E-X``) after ``O`` or after a chunk of a different type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+OUTSIDE = "O"
+SCHEMES = ("IOB1", "IOB2", "BIOES")
+_PREFIXES = {"IOB1": "BI", "IOB2": "BI", "BIOES": "BIES"}
+
+
+def split_tag(tag: str) -> tuple[str, str]:
+    """Split ``"B-PER"`` into ``("B", "PER")``; ``"O"`` gives ``("O", "")``.
+
+    Raises:
+        ValueError: if the tag is neither ``O`` nor ``<B|I|E|S>-<TYPE>``.
+    """
+    if tag == OUTSIDE:
+        return OUTSIDE, ""
+    prefix, sep, etype = tag.partition("-")
+    if sep != "-" or prefix not in ("B", "I", "E", "S") or not etype:
+        raise ValueError(f"expected a tag 'O' or '<B|I|E|S>-<TYPE>', got {tag!r}")
+    return prefix, etype
+
+
+def check_scheme(scheme: str) -> str:
+    """Return the canonical (upper-case) scheme name or raise ``ValueError``."""
+    canonical = scheme.upper().replace("BILOU", "BIOES")
+    if canonical not in SCHEMES:
+        raise ValueError(f"expected a tag scheme in {SCHEMES}, got {scheme!r}")
+    return canonical
+
+
+def tags_to_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """Entity chunks of a tag sequence in any of the three schemes.
+
+    Args:
+        tags: one tag per word.
+
+    Returns:
+        ``(type, start, end)`` per chunk, ``end`` exclusive, in order.
+    """
+    spans: list[tuple[str, int, int]] = []
+    start, current = -1, ""
+    for i, tag in enumerate(tags):
+        prefix, etype = split_tag(tag)
+        begins = prefix in ("B", "S") or (prefix in ("I", "E") and etype != current)
+        if current and (prefix == OUTSIDE or begins):
+            spans.append((current, start, i))
+            current = ""
+        if prefix != OUTSIDE and begins:
+            start, current = i, etype
+        if current and prefix in ("E", "S"):
+            spans.append((current, start, i + 1))
+            current = ""
+    if current:
+        spans.append((current, start, len(tags)))
+    return spans
+
+
+def spans_to_tags(spans: Iterable[tuple[str, int, int]], length: int, scheme: str = "IOB2") -> list[str]:
+    """Inverse of :func:`tags_to_spans` for non-overlapping spans."""
+    scheme = check_scheme(scheme)
+    tags = [OUTSIDE] * length
+    previous_end, previous_type = -1, ""
+    for etype, start, end in sorted(spans, key=lambda s: s[1]):
+        if not 0 <= start < end <= length:
+            raise ValueError(f"expected 0 <= start < end <= {length}, got span ({etype}, {start}, {end})")
+        if any(t != OUTSIDE for t in tags[start:end]):
+            raise ValueError(f"expected non-overlapping spans, got ({etype}, {start}, {end}) overlapping")
+        if scheme == "BIOES" and end - start == 1:
+            tags[start] = f"S-{etype}"
+            continue
+        tags[start:end] = [f"I-{etype}"] * (end - start)
+        if scheme == "IOB2" or scheme == "BIOES" or (previous_end == start and previous_type == etype):
+            tags[start] = f"B-{etype}"
+        if scheme == "BIOES":
+            tags[end - 1] = f"E-{etype}"
+        previous_end, previous_type = end, etype
+    return tags
+
+
+def convert_tags(tags: Sequence[str], source: str, target: str) -> list[str]:
+    """Convert a tag sequence between IOB1, IOB2 and BIOES (chunks are kept exactly)."""
+    source, target = check_scheme(source), check_scheme(target)
+    allowed = _PREFIXES[source]
+    for tag in tags:
+        prefix, _ = split_tag(tag)
+        if prefix != OUTSIDE and prefix not in allowed:
+            raise ValueError(f"expected {source} tags (prefixes {'/'.join(allowed)}), got {tag!r}")
+    if source == target:
+        return list(tags)
+    return spans_to_tags(tags_to_spans(tags), len(tags), target)
+
+
+def count_invalid_iob2(tags: Sequence[str]) -> int:
+    """Count ``I-X`` tags that follow ``O``, a sentence start, or another type (invalid in IOB2)."""
+    invalid, previous = 0, ""
+    for tag in tags:
+        prefix, etype = split_tag(tag)
+        if prefix == "I" and previous != etype:
+            invalid += 1
+        previous = etype if prefix != OUTSIDE else ""
+    return invalid
+
+
+def detect_scheme(sequences: Iterable[Sequence[str]]) -> str:
+    """Guess the scheme of labelled data: BIOES if any E-/S- tag, IOB1 if a chunk starts with I-.
+
+    IOB2 data never starts a chunk with ``I-``; IOB1 data (CoNLL-2003) does at almost every chunk.
+    """
+    invalid = 0
+    for tags in sequences:
+        prefixes = {split_tag(t)[0] for t in tags}
+        if prefixes & {"E", "S"}:
+            return "BIOES"
+        invalid += count_invalid_iob2(tags)
+    return "IOB1" if invalid else "IOB2"
+
+
+def build_label_list(sequences: Iterable[Sequence[str]], scheme: str = "IOB2") -> list[str]:
+    """A stable label order: ``O`` first, then types sorted by name, each with its prefixes in B I E S order.
+
+    Every prefix of the scheme is included for every type seen, so that a model can emit ``I-X``
+    even if ``X`` occurred only as single-word chunks in training.
+    """
+    scheme = check_scheme(scheme)
+    types = {split_tag(t)[1] for tags in sequences for t in tags} - {""}
+    prefixes = "BIES" if scheme == "BIOES" else "BI"
+    return [OUTSIDE] + [f"{p}-{etype}" for etype in sorted(types) for p in prefixes]
+
+
+def entity_types(label_list: Iterable[str]) -> list[str]:
+    """Sorted entity types of a label list."""
+    return sorted({split_tag(t)[1] for t in label_list} - {""})

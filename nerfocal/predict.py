@@ -1,0 +1,399 @@
+"""Run a saved nerfocal model on text or pre-tokenized input: load, batch, window, decode, return spans.
+
+Imports torch, transformers, the standard library and :mod:`nerfocal.labels` / :mod:`nerfocal.decode`
+only; never the training code. See ``docs/predict.md`` for the user-facing rules.
+
+Pipeline for a chunk of documents (a bounded buffer, so memory stays flat on any input size):
+
+1. words -> sub-words in one batched fast-tokenizer call; documents longer than the model's
+   maximum length come back as overlapping windows (``stride`` shared tokens);
+2. each word is read from exactly one window: the one where its first sub-word has the most
+   context on both sides (vectorised with ``scatter_reduce``);
+3. windows are sorted by length and run in batches of at most ``batch_tokens`` padded tokens;
+4. the first sub-word's log-probabilities (logits divided by the model's temperature) are decoded
+   per document, by constrained Viterbi (default) or argmax, vectorised over documents.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
+
+from nerfocal.decode import DECODERS, decode, outside_id, transition_constraints
+from nerfocal.labels import check_scheme, split_tag
+from nerfocal.words import Document, Entity, Prediction, compile_pattern, default_split_pattern, split_words
+
+__all__ = [
+    "Document",
+    "Entity",
+    "Prediction",
+    "Predictor",
+    "default_split_pattern",
+    "load_pretrained",
+    "resolve_device",
+    "split_words",
+]
+
+logger = logging.getLogger(__name__)
+
+# models whose position ids start at padding_idx + 1, so two position embeddings are never used
+_OFFSET_POSITION_MODELS = frozenset({"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text"})
+# byte-level BPE tokenizers need a prefix space to tokenize pre-split words (as in training)
+_PREFIX_SPACE_MODELS = frozenset({"roberta", "gpt2", "bart", "longformer", "deberta", "mpnet"})
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def _labels_from_config(config: Any, directory: Path) -> list[str]:
+    id2label = getattr(config, "id2label", None) or {}
+    labels = [id2label.get(i, id2label.get(str(i))) for i in range(len(id2label))]
+    if not labels or any(label is None for label in labels):
+        raise ValueError(
+            f"{directory}: config.json has no usable id2label; expected ids 0..N-1 mapped to tags"
+        )
+    if all(re.fullmatch(r"LABEL_\d+", str(label)) for label in labels):
+        raise ValueError(
+            f"{directory}: config.json has no label map (id2label is {labels[:3]}...); expected NER tags"
+        )
+    for label in labels:
+        try:
+            split_tag(str(label))
+        except ValueError as err:
+            raise ValueError(f"{directory}: config.json id2label: {err}") from None
+    return [str(label) for label in labels]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` or ``"auto"``: the first GPU if one is visible, else the CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"expected a device like 'cpu', 'cuda' or 'cuda:1', got {device!r} ({err})"
+        ) from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"expected an available device, got {device!r} (no GPU is visible to torch)")
+    return resolved
+
+
+def load_pretrained(path: str | Path, *, trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)`` from a directory written by ``save_pretrained``; never the hub.
+
+    Raises:
+        FileNotFoundError: no such directory, or no ``config.json`` in it.
+        ValueError: no label map, a slow (non-Rust) tokenizer, or unreadable / incomplete weights;
+            the message names the directory.
+    """
+    directory = Path(path)
+    if not directory.exists():
+        raise FileNotFoundError(f"{directory}: no such model directory")
+    if not directory.is_dir():
+        raise ValueError(f"{directory}: expected a model directory written by save_pretrained, got a file")
+    if not (directory / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{directory}: no config.json; expected a directory written by save_pretrained"
+        )
+    common = {"local_files_only": True, "trust_remote_code": trust_remote_code}
+    # transformers, tokenizers and safetensors raise many exception types: report any as one line
+    try:
+        config = AutoConfig.from_pretrained(directory, **common)
+    except Exception as err:
+        raise ValueError(f"{directory}: cannot read config.json ({_one_line(err)})") from None
+    _labels_from_config(config, directory)
+    extra = {"add_prefix_space": True} if getattr(config, "model_type", "") in _PREFIX_SPACE_MODELS else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory, use_fast=True, **common, **extra)
+    except Exception as err:
+        raise ValueError(f"{directory}: cannot load the tokenizer ({_one_line(err)})") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"{directory}: expected a fast (Rust) tokenizer with word ids, got {type(tokenizer).__name__}"
+        )
+    try:
+        model, info = AutoModelForTokenClassification.from_pretrained(
+            directory, config=config, use_safetensors=True, output_loading_info=True, **common
+        )
+    except Exception as err:
+        raise ValueError(f"{directory}: cannot load the model weights ({_one_line(err)})") from None
+    missing = list(info.get("missing_keys") or [])
+    if missing:
+        raise ValueError(
+            f"{directory}: model weights are incomplete ({len(missing)} missing, e.g. {missing[0]})"
+        )
+    return model, tokenizer
+
+
+class Predictor:
+    """Tag documents with a token-classification model; see the module docstring for the pipeline.
+
+    Args:
+        model: a ``*ForTokenClassification`` model whose ``config.id2label`` holds IOB2/BIOES tags.
+        tokenizer: its fast tokenizer.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None``/``"auto"`` picks a GPU if visible.
+        decode: ``"viterbi"`` (valid tag sequences only) or ``"argmax"`` (the training evaluation's rule).
+        temperature: divide logits by ``config.nerfocal_temperature`` (default 1.0) before softmax.
+        max_length: tokens per window including special tokens; default the model's limit.
+        stride: tokens shared by consecutive windows of a long document; default a quarter window.
+        batch_tokens: at most this many padded tokens per forward pass.
+        max_batch_size: at most this many windows per forward pass.
+        chunk_size: documents buffered, sorted by length and predicted together.
+        chunk_words: a chunk also ends when it holds this many words.
+        split_pattern: word regex for raw text; default :func:`default_split_pattern`.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        device: str | torch.device | None = None,
+        decode: str = "viterbi",
+        temperature: bool = True,
+        max_length: int | None = None,
+        stride: int | None = None,
+        batch_tokens: int = 4096,
+        max_batch_size: int = 256,
+        chunk_size: int = 2048,
+        chunk_words: int = 200_000,
+        split_pattern: str | None = None,
+    ) -> None:
+        if decode not in DECODERS:
+            raise ValueError(f"expected decode in {DECODERS}, got {decode!r}")
+        if min(batch_tokens, max_batch_size, chunk_size, chunk_words) < 1:
+            raise ValueError(
+                "expected positive sizes, got "
+                f"{batch_tokens=}, {max_batch_size=}, {chunk_size=}, {chunk_words=}"
+            )
+        config = model.config
+        self.labels = _labels_from_config(config, Path(getattr(config, "_name_or_path", "") or "<model>"))
+        self.scheme = check_scheme(getattr(config, "nerfocal_tag_scheme", None) or self._guess_scheme())
+        self.temperature = float(getattr(config, "nerfocal_temperature", None) or 1.0) if temperature else 1.0
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"expected a positive finite nerfocal_temperature, got {self.temperature}")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.decode = decode
+        self.batch_tokens, self.max_batch_size = batch_tokens, max_batch_size
+        self.chunk_size, self.chunk_words = chunk_size, chunk_words
+        self.split_pattern = split_pattern
+        if split_pattern is not None:
+            compile_pattern(split_pattern)
+        limit = self._model_max_length()
+        if max_length is not None and not 0 < max_length <= limit:
+            raise ValueError(f"expected max_length in 1..{limit} (the model's limit), got {max_length}")
+        self.max_length = max_length or limit
+        embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+        if embeddings is not None and getattr(embeddings, "num_embeddings", len(tokenizer)) < len(tokenizer):
+            raise ValueError(
+                f"expected a tokenizer of at most {embeddings.num_embeddings} ids (the model's vocabulary), "
+                f"got {len(tokenizer)}: the tokenizer does not belong to this model"
+            )
+        content = self.max_length - tokenizer.num_special_tokens_to_add(pair=False)
+        if content < 2:
+            raise ValueError(f"expected max_length to leave >= 2 tokens for words, got {self.max_length}")
+        self.stride = min(max(stride if stride is not None else content // 4, 1), content - 1)
+        self.constraints = transition_constraints(self.labels, self.scheme)
+        self.outside = outside_id(self.labels)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, *, trust_remote_code: bool = False, **kwargs: Any
+    ) -> Predictor:
+        """Load a directory written by training (``save_pretrained``); ``kwargs`` go to the constructor."""
+        model, tokenizer = load_pretrained(path, trust_remote_code=trust_remote_code)
+        return cls(model, tokenizer, **kwargs)
+
+    def _guess_scheme(self) -> str:
+        prefixes = {split_tag(label)[0] for label in self.labels}
+        return "BIOES" if prefixes & {"E", "S"} else "IOB2"
+
+    def _model_max_length(self) -> int:
+        limits = []
+        tokenizer_limit = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:
+            limits.append(tokenizer_limit)
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        if isinstance(positions, int) and positions > 0:
+            offset = 2 if getattr(self.model.config, "model_type", "") in _OFFSET_POSITION_MODELS else 0
+            limits.append(positions - offset)
+        return min(limits) if limits else 512
+
+    def document(self, item: str | Sequence[str]) -> Document:
+        """A :class:`Document` from a text (split into words) or a list of tokens (used as is)."""
+        if isinstance(item, str):
+            return Document.from_text(item, self.split_pattern)
+        if isinstance(item, Sequence) and all(isinstance(token, str) for token in item):
+            return Document(list(item))
+        raise TypeError(f"expected a text or a list of token strings, got {type(item).__name__}")
+
+    def __call__(self, inputs: str | Sequence[str] | Sequence[Sequence[str]]) -> Any:
+        """Entities of one text (``list[Entity]``), or of each text / token list (``list[list[Entity]]``).
+
+        Offsets are characters into each text, or token indices for token lists. A list of strings
+        is a list of texts: wrap a single token list in a list.
+        """
+        if isinstance(inputs, str):
+            return self([inputs])[0]
+        return [p.entities for p in self.predict_documents(self.document(x) for x in inputs)]
+
+    def predict_documents(self, documents: Iterable[Document]) -> Iterator[Prediction]:
+        """Stream predictions in input order, buffering at most ``chunk_size`` documents.
+
+        A chunk also ends once it holds ``chunk_words`` words, so that memory stays bounded when
+        documents are long.
+        """
+        chunk: list[Document] = []
+        words = 0
+        for document in documents:
+            chunk.append(document)
+            words += len(document.words)
+            if len(chunk) >= self.chunk_size or words >= self.chunk_words:
+                yield from self.predict_chunk(chunk)
+                chunk, words = [], 0
+        if chunk:
+            yield from self.predict_chunk(chunk)
+
+    @torch.inference_mode()
+    def predict_chunk(self, documents: Sequence[Document]) -> list[Prediction]:
+        """Predict a list of documents together (sorted by length internally)."""
+        nonempty = [i for i, doc in enumerate(documents) if doc.words]
+        word_lists = [documents[i].words for i in nonempty]
+        results = [Prediction(doc, [], []) for doc in documents]
+        if not word_lists:
+            return results
+        log_probs = self._word_log_probs(word_lists)  # [total_words, C]
+        lengths = torch.tensor([len(words) for words in word_lists])
+        offsets = torch.cumsum(lengths, 0) - lengths
+        order = torch.argsort(lengths, descending=True, stable=True).tolist()
+        budget = max(self.batch_tokens * 16, int(lengths.max()))
+        while order:  # groups of similar length, at most `budget` padded word positions each
+            steps = int(lengths[order[0]])
+            group, order = order[: max(1, budget // steps)], order[max(1, budget // steps) :]
+            index = torch.tensor(group)
+            positions = torch.arange(steps)
+            gather = offsets[index, None] + torch.minimum(positions, lengths[index, None] - 1)  # [B, T]
+            group_log_probs = log_probs[gather]  # [B, T, C]
+            tag_ids = decode(group_log_probs, lengths[index], self.decode, self.constraints)  # [B, T]
+            probs = group_log_probs.gather(2, tag_ids.unsqueeze(2)).squeeze(2).exp()  # [B, T]
+            for row, (tags, scores) in enumerate(zip(tag_ids.tolist(), probs.tolist(), strict=True)):
+                doc_index = nonempty[group[row]]
+                n = len(documents[doc_index].words)
+                results[doc_index].tags = [self.labels[t] for t in tags[:n]]
+                results[doc_index].scores = scores[:n]
+        return results
+
+    def _tokenize(self, word_lists: list[list[str]]) -> tuple[list[list[int]], torch.Tensor, torch.Tensor]:
+        """Sub-word ids per window, word ids (long ``[R, L]``, -1 off words), window documents ``[R]``."""
+        encoded = self.tokenizer(
+            word_lists,
+            is_split_into_words=True,
+            truncation=True,
+            max_length=self.max_length,
+            stride=self.stride,
+            return_overflowing_tokens=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        input_ids: list[list[int]] = encoded["input_ids"]
+        window_docs = torch.tensor(encoded["overflow_to_sample_mapping"], dtype=torch.long)
+        lengths = torch.tensor([len(ids) for ids in input_ids])
+        flat = [-1 if w is None else w for e in encoded.encodings for w in e.word_ids]
+        word_ids = torch.full((len(input_ids), int(lengths.max())), -1, dtype=torch.long)
+        word_ids[torch.arange(word_ids.shape[1]) < lengths[:, None]] = torch.tensor(flat, dtype=torch.long)
+        return input_ids, word_ids, window_docs
+
+    def _select(
+        self, word_ids: torch.Tensor, window_docs: torch.Tensor, word_offsets: torch.Tensor, total: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For each word, the one window position that predicts it: its first sub-word in the window
+        where that sub-word has the most context (ties: the earlier window).
+
+        Returns ``selected`` (bool ``[R, L]``), ``keys`` (long ``[R, L]``, flat word index) and
+        ``covered`` (bool ``[total]``: the word has at least one sub-word).
+        """
+        n_windows, width = word_ids.shape
+        positions = torch.arange(width).expand(n_windows, width)
+        content = word_ids >= 0
+        first = content.int().argmax(1, keepdim=True)  # [R, 1] first word position in the window
+        last = width - 1 - content.flip(1).int().argmax(1, keepdim=True)
+        doc_first = torch.ones(n_windows, 1, dtype=torch.bool)
+        doc_first[1:, 0] = window_docs[1:] != window_docs[:-1]
+        doc_last = torch.ones(n_windows, 1, dtype=torch.bool)
+        doc_last[:-1, 0] = window_docs[:-1] != window_docs[1:]
+        previous = torch.cat([torch.full((n_windows, 1), -1), word_ids[:, :-1]], dim=1)
+        # a window's first position may continue a word begun in the previous window: not a start
+        candidate = content & (word_ids != previous) & ((positions != first) | doc_first)
+        left = torch.where(doc_first, width, positions - first)
+        right = torch.where(doc_last, width, last - positions)
+        priority = (
+            torch.minimum(left, right) * (n_windows + 1) + (n_windows - torch.arange(n_windows))[:, None]
+        )
+        keys = word_offsets[window_docs][:, None] + word_ids.clamp(min=0)
+        best = torch.full((total,), -1, dtype=torch.long)
+        best.scatter_reduce_(0, keys[candidate], priority[candidate], reduce="amax")
+        selected = candidate & (priority == best[keys])
+        return selected, keys, best >= 0
+
+    def _word_log_probs(self, word_lists: list[list[str]]) -> torch.Tensor:
+        """Tag log-probabilities at each word's first sub-word: float ``[total_words, C]``, words in order."""
+        lengths = torch.tensor([len(words) for words in word_lists])
+        word_offsets = torch.cumsum(lengths, 0) - lengths
+        total = int(lengths.sum())
+        input_ids, word_ids, window_docs = self._tokenize(word_lists)
+        selected, keys, covered = self._select(word_ids, window_docs, word_offsets, total)
+        unk = self.tokenizer.unk_token
+        if not bool(covered.all()) and unk is not None:
+            # words that become zero sub-words (zero-width space, BOM, control characters) -> unk token
+            missing = set((~covered).nonzero().squeeze(1).tolist())
+            word_lists = [
+                [unk if offset + i in missing else w for i, w in enumerate(words)]
+                for words, offset in zip(word_lists, word_offsets.tolist(), strict=True)
+            ]
+            input_ids, word_ids, window_docs = self._tokenize(word_lists)
+            selected, keys, covered = self._select(word_ids, window_docs, word_offsets, total)
+        if not bool(covered.all()):
+            logger.warning(
+                "%d word(s) have no sub-word for this tokenizer; they are tagged O", int((~covered).sum())
+            )
+        # words without a sub-word get log p(O) = 0
+        out = torch.full((total, len(self.labels)), float("-inf"))
+        out[:, self.outside] = 0.0
+        window_lengths = [len(ids) for ids in input_ids]
+        order = sorted(range(len(input_ids)), key=window_lengths.__getitem__, reverse=True)
+        start = 0
+        while start < len(order):
+            width = window_lengths[order[start]]
+            size = max(1, min(self.max_batch_size, self.batch_tokens // width))
+            batch = order[start : start + size]
+            start += size
+            out_rows = self._forward([input_ids[r] for r in batch], width)  # [b, width, C]
+            index = torch.tensor(batch)
+            mask = selected[index, :width]
+            out[keys[index, :width][mask]] = out_rows[mask]
+        return out
+
+    def _forward(self, rows: list[list[int]], width: int) -> torch.Tensor:
+        """Log-softmax of temperature-scaled logits for padded rows: float ``[b, width, C]`` on the CPU."""
+        lengths = torch.tensor([len(r) for r in rows])
+        mask = torch.arange(width) < lengths[:, None]  # [b, width]
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        input_ids[mask] = torch.tensor(list(itertools.chain.from_iterable(rows)), dtype=torch.long)
+        logits = self.model(
+            input_ids=input_ids.to(self.device), attention_mask=mask.long().to(self.device)
+        ).logits  # [b, width, C]
+        return torch.log_softmax(logits.float() / self.temperature, dim=-1).cpu()

@@ -1,0 +1,218 @@
+"""``FocalLossTrainer``: a ``transformers.Trainer`` whose loss is nerfocal's configured loss.
+
+How the loss is normalised (read against transformers 5.x ``Trainer.training_step``):
+
+* ``Trainer`` counts the non-ignored labels of all micro-batches of one optimizer step
+  (``num_items_in_batch``), summed over processes when ``average_tokens_across_devices`` is on
+  (nerfocal's default). It only does so when ``model_accepts_loss_kwargs`` is true, which for BERT
+  comes from its ``forward(**kwargs)``; we set it for every encoder, because our loss needs the count.
+* Each micro-batch returns ``loss_sum / num_items_in_batch``, so the gradients of the micro-batches
+  of one step add up to the gradient of the mean over every token of the step: batch 8 x 1 step and
+  batch 4 x 2 accumulation steps give the same update. ``loss_is_scaled_for_ga = True`` tells
+  ``training_step`` not to divide by the accumulation steps again.
+* With N processes, DDP averages gradients, so each process multiplies its share by N: N processes x
+  batch b equals 1 process x batch N*b.
+
+The loss is normalised in exactly this one place; the loss functions are called with ``reduction="sum"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import SequentialSampler
+from transformers import Trainer
+
+from nerfocal.losses import IGNORE_INDEX, compute_loss, resolve_alpha
+
+logger = logging.getLogger(__name__)
+
+
+class LossDivergedError(RuntimeError):
+    """Training produced a NaN or infinite loss; the message names the step and the cause."""
+
+
+class FocalLossTrainer(Trainer):
+    """Trainer computing ``loss_config.loss`` from the logits, with CE warm-up and gamma ramp.
+
+    Args:
+        loss_config: a :class:`~nerfocal.config.LossConfig`.
+        label_list: label names in id order (for dict alpha).
+        label_counts: training frequency of each label (for ``alpha="auto"``).
+        *args, **kwargs: passed to ``transformers.Trainer``.
+    """
+
+    loss_is_scaled_for_ga = True
+
+    def __init__(
+        self,
+        *args: Any,
+        loss_config: Any,
+        label_list: list[str],
+        label_counts: list[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        # Make Trainer count the labels of every step for any encoder (see the module docstring).
+        self.model_accepts_loss_kwargs = True
+        self.loss_config = loss_config
+        self.label_list = list(label_list)
+        alpha = resolve_alpha(loss_config.alpha, self.label_list, label_counts)
+        self.alpha: torch.Tensor | None = alpha
+        self._ce_steps: int | None = None
+        self._switch_logged = False
+
+    # ---- loss schedule ---------------------------------------------------------------------
+
+    def ce_warmup_total_steps(self) -> int:
+        """Optimizer steps of the cross-entropy warm-up: ``ce_warmup_steps`` + epochs x steps per epoch."""
+        if self._ce_steps is None:
+            steps = int(self.loss_config.ce_warmup_steps)
+            if self.loss_config.ce_warmup_epochs > 0:
+                per_epoch = math.ceil(
+                    len(self.get_train_dataloader()) / self.args.gradient_accumulation_steps
+                )
+                steps += round(self.loss_config.ce_warmup_epochs * per_epoch)
+            self._ce_steps = steps
+        return self._ce_steps
+
+    def current_loss(self, training: bool = True) -> tuple[str, dict[str, Any]]:
+        """The loss name and parameters for the current optimizer step (``state.global_step``).
+
+        During evaluation the configured loss is used whatever the step, so eval losses are comparable.
+        """
+        cfg = self.loss_config
+        name = cfg.loss
+        step = self.state.global_step
+        ramp = 1.0
+        if training and name != "ce":
+            warmup = self.ce_warmup_total_steps()
+            if step < warmup:
+                return "ce", {}  # the warm-up is plain cross-entropy (no alpha)
+            if warmup and not self._switch_logged:
+                logger.info("step %d: cross-entropy warm-up done, switching to %s loss", step, name)
+                self.state.log_history.append({"step": step, "loss_switch": name})
+                self._switch_logged = True
+            if cfg.gamma_ramp_steps:
+                ramp = min(1.0, (step - warmup) / cfg.gamma_ramp_steps)
+        return name, self.loss_params(name, ramp)
+
+    def loss_params(self, name: str, ramp: float = 1.0) -> dict[str, Any]:
+        cfg = self.loss_config
+        params: dict[str, Any] = {"alpha": self.alpha}
+        if name == "focal":
+            params["gamma"] = cfg.gamma * ramp
+        elif name == "focal_adaptive":
+            gammas, thresholds = cfg.adaptive_params()
+            params.update(gammas=tuple(g * ramp for g in gammas), thresholds=thresholds)
+        elif name == "margin":
+            params["margin"] = cfg.margin
+        elif name == "soft_margin":
+            params.update(margin=cfg.margin, k=cfg.margin_k)
+        elif name == "dice":
+            params.update(power=cfg.dice_power, smooth=cfg.dice_smooth)
+        return params
+
+    # ---- Trainer hooks -----------------------------------------------------------------------
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+        # transformers also groups *evaluation* batches by length (a seeded shuffle) when
+        # train_sampling_strategy is group_by_length; predictions would then come back out of order
+        # and no longer match their sentences. Evaluation stays in dataset order, always.
+        if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
+            return None
+        if self.args.world_size <= 1:
+            return SequentialSampler(eval_dataset)
+        return None  # accelerate shards in order; gather_for_metrics restores it and drops padding rows
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> Any:
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")  # [B, S], IGNORE_INDEX where excluded
+        outputs = model(**inputs)
+        logits = outputs.logits  # [B, S, C]
+        if self.alpha is not None and self.alpha.device != logits.device:
+            self.alpha = self.alpha.to(logits.device)
+        name, params = self.current_loss(training=model.training)
+        loss_sum = compute_loss(name, logits, labels, reduction="sum", **params)
+        if num_items_in_batch is None:
+            # no global count (no labels seen by Trainer's counter): local mean, scaled for accumulation
+            loss = loss_sum / (labels != IGNORE_INDEX).sum().clamp(min=1)
+            if model.training:
+                loss = loss / self.current_gradient_accumulation_steps
+        else:
+            count = (
+                num_items_in_batch.clamp(min=1)
+                if torch.is_tensor(num_items_in_batch)
+                else max(num_items_in_batch, 1)
+            )
+            loss = loss_sum / count
+            if self.args.average_tokens_across_devices and self.accelerator.num_processes > 1:
+                loss = loss * self.accelerator.num_processes  # DDP averages gradients over processes
+        if model.training and not torch.isfinite(loss.detach()).all():
+            self._diverged(name, logits, labels)
+        return (loss, outputs) if return_outputs else loss
+
+    def _diverged(self, name: str, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        step = self.state.global_step
+        cause = (
+            "the model's logits contain NaN/inf"
+            if not torch.isfinite(logits.detach()).all()
+            else f"the {name} loss"
+        )
+        path = f"{self.args.output_dir}/checkpoint-diverged-{step}"
+        try:
+            self.save_model(path)
+        except Exception as err:  # pragma: no cover - best effort before stopping
+            logger.error("could not save a checkpoint before stopping: %s", err)
+        raise LossDivergedError(
+            f"step {step}: the training loss is NaN or infinite ({cause}); model saved to {path}. "
+            "Try a lower learning_rate, fp32 instead of fp16, or max_grad_norm."
+        )
+
+
+def find_classifier(model: nn.Module) -> nn.Linear:
+    """The classifier head: ``model.classifier`` or the last ``Linear`` with ``num_labels`` outputs."""
+    num_labels = int(model.config.num_labels)  # type: ignore[union-attr,arg-type]
+    head = getattr(model, "classifier", None)
+    if isinstance(head, nn.Linear) and head.out_features == num_labels:
+        return head
+    for module in reversed(list(model.modules())):
+        if isinstance(module, nn.Linear) and module.out_features == num_labels:
+            return module
+    raise ValueError(f"prior_init: no Linear layer with {num_labels} outputs found in {type(model).__name__}")
+
+
+def init_classifier_bias(model: nn.Module, label_counts: list[int], floor: float = 1e-5) -> torch.Tensor:
+    """Prior bias init: ``b_c = log(max(pi_c, floor))`` with ``pi_c`` the training frequency of label c.
+
+    The softmax form of the focal-loss paper's ``b = -log((1 - pi) / pi)``: with near-zero weights the
+    initial softmax output equals the label prior, so the first steps are not spent learning that ``O``
+    is frequent, and the rare classes do not start with a large, unstable loss. The floor keeps labels
+    absent from training at a finite bias.
+
+    Returns:
+        the new bias, float tensor ``[C]``.
+    """
+    head = find_classifier(model)
+    if head.bias is None:
+        raise ValueError("prior_init: the classifier has no bias")
+    if len(label_counts) != head.out_features:
+        raise ValueError(f"prior_init: expected {head.out_features} label counts, got {len(label_counts)}")
+    counts = torch.tensor(label_counts, dtype=torch.float64)
+    if counts.sum() <= 0:
+        raise ValueError("prior_init: the training data has no labels")
+    prior = (counts / counts.sum()).clamp(min=floor)
+    bias = prior.log().to(head.bias.dtype)
+    with torch.no_grad():
+        head.bias.copy_(bias)
+    return bias

@@ -1,0 +1,125 @@
+"""Words of raw text with character offsets, and the document / prediction / entity records.
+
+Standard library and :mod:`nerfocal.labels` only. See ``docs/predict.md`` for the splitting rule.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from nerfocal.labels import tags_to_spans
+
+
+class Entity(TypedDict):
+    """One predicted entity; ``start``/``end`` are character offsets (text) or token indices (tokens)."""
+
+    text: str
+    label: str
+    start: int
+    end: int
+    score: float
+
+
+@functools.lru_cache(maxsize=1)
+def _marks() -> str:
+    """A regex character class body of all combining marks (Unicode categories Mn, Mc, Me)."""
+    ranges: list[tuple[int, int]] = []
+    for cp in itertools.chain(range(0x20000), range(0xE0000, 0xE1000)):  # no marks elsewhere
+        if unicodedata.category(chr(cp))[0] == "M":
+            if ranges and ranges[-1][1] == cp - 1:
+                ranges[-1] = (ranges[-1][0], cp)
+            else:
+                ranges.append((cp, cp))
+    return "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges)
+
+
+@functools.lru_cache(maxsize=1)
+def default_split_pattern() -> str:
+    """The default word pattern (see ``docs/predict.md``).
+
+    A word is a run of word characters (letters, digits, ``_``, combining marks, zero-width
+    (non-)joiners, soft hyphens), possibly joined by single internal hyphens or apostrophes
+    (``New-York``, ``don't``); any other character that is not whitespace is a word by itself
+    (with its combining marks), except the invisible U+200B, U+2060 and U+FEFF, which separate
+    words like spaces.
+    """
+    marks = _marks()
+    word = rf"[\w{marks}\u200c\u200d\u00ad]"
+    return rf"{word}+(?:[-'\u2019]{word}+)*|[^\w\s\u200b\u2060\ufeff][{marks}]*"
+
+
+@functools.lru_cache(maxsize=16)
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """``re.compile`` with a ``ValueError`` naming the bad pattern."""
+    try:
+        return re.compile(pattern)
+    except re.error as err:
+        raise ValueError(
+            f"expected a valid regular expression for the split pattern, got {pattern!r}: {err}"
+        ) from None
+
+
+def split_words(text: str, pattern: str | None = None) -> tuple[list[str], list[tuple[int, int]]]:
+    """Split ``text`` into words with their character offsets: ``text[start:end] == word``.
+
+    Args:
+        text: one document.
+        pattern: a regular expression whose non-empty matches are the words; default
+            :func:`default_split_pattern`.
+    """
+    words: list[str] = []
+    offsets: list[tuple[int, int]] = []
+    for match in compile_pattern(pattern or default_split_pattern()).finditer(text):
+        if match.end() > match.start():
+            words.append(match.group())
+            offsets.append(match.span())
+    return words, offsets
+
+
+@dataclass
+class Document:
+    """One input: ``words``; for raw text also the ``text`` and each word's character ``offsets``.
+
+    ``gold`` (reference tags) and ``record`` (the input JSON object) are carried to the output.
+    """
+
+    words: list[str]
+    text: str | None = None
+    offsets: list[tuple[int, int]] | None = None
+    gold: list[str] | None = None
+    record: dict[str, Any] | None = None
+
+    @classmethod
+    def from_text(cls, text: str, pattern: str | None = None) -> Document:
+        words, offsets = split_words(text, pattern)
+        return cls(words, text, offsets)
+
+
+@dataclass
+class Prediction:
+    """Per-word tags and the probability of each chosen tag for one :class:`Document`."""
+
+    document: Document
+    tags: list[str]
+    scores: list[float]
+
+    @property
+    def entities(self) -> list[Entity]:
+        """Entities in order; ``score``: mean over the span's words of the chosen tag's probability."""
+        doc, result = self.document, []
+        for label, first, last in tags_to_spans(self.tags):
+            score = sum(self.scores[first:last]) / (last - first)
+            if doc.offsets is not None and doc.text is not None:
+                start, end = doc.offsets[first][0], doc.offsets[last - 1][1]
+                result.append(
+                    Entity(text=doc.text[start:end], label=label, start=start, end=end, score=score)
+                )
+            else:
+                text = " ".join(doc.words[first:last])
+                result.append(Entity(text=text, label=label, start=first, end=last, score=score))
+        return result

@@ -1,0 +1,148 @@
+"""FocalLossTrainer: loss scale under gradient accumulation, warm-up switch, prior bias init."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from helpers import make_trainer, sample_features, tiny_model
+
+from nerfocal.losses import focal_loss
+from nerfocal.trainer import LossDivergedError, find_classifier, init_classifier_bias
+
+
+def _one_step_delta(tmp_path, batch: int, accumulation: int, **overrides) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
+    features, tokenizer = sample_features(8)
+    model = tiny_model(seed=1)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    trainer = make_trainer(
+        tmp_path,
+        features,
+        tokenizer,
+        model,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accumulation,
+        **overrides,
+    )
+    trainer.train()
+    # plain SGD with lr 1: the update is minus the gradient
+    return {k: before[k] - v.detach() for k, v in model.named_parameters()}
+
+
+@pytest.mark.parametrize("loss", ["focal", "ce"])
+def test_accumulation_gives_the_same_gradient_as_one_large_batch(tmp_path, loss) -> None:  # type: ignore[no-untyped-def]
+    full = _one_step_delta(tmp_path / "a", 8, 1, loss=loss, alpha="auto")
+    accumulated = _one_step_delta(tmp_path / "b", 4, 2, loss=loss, alpha="auto")
+    for name, delta in full.items():
+        torch.testing.assert_close(accumulated[name], delta, rtol=1e-5, atol=1e-5, msg=name)
+    assert any(d.abs().sum() > 0 for d in full.values())
+
+
+def test_gradient_matches_the_mean_focal_loss_over_all_tokens(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    features, tokenizer = sample_features(8)
+    model = tiny_model(seed=1)
+    reference = tiny_model(seed=1)
+    delta = _one_step_delta(tmp_path, 4, 2, loss="focal", gamma=2.0)
+    batch = trainer_batch(features, tokenizer)
+    labels = batch.pop("labels")
+    loss = focal_loss(reference(**batch).logits, labels, gamma=2.0, reduction="mean")
+    loss.backward()
+    for name, p in reference.named_parameters():
+        torch.testing.assert_close(delta[name], p.grad, rtol=1e-5, atol=1e-6, msg=name)
+    del model
+
+
+def trainer_batch(features, tokenizer):  # type: ignore[no-untyped-def]
+    from transformers import DataCollatorForTokenClassification
+
+    return dict(DataCollatorForTokenClassification(tokenizer)(features))
+
+
+def test_one_step_changes_the_parameters(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    delta = _one_step_delta(tmp_path, 8, 1, loss="focal")
+    assert sum(float(d.abs().sum()) for d in delta.values()) > 0
+
+
+def test_warmup_switches_from_ce_to_focal_at_the_configured_step(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    features, tokenizer = sample_features(32)
+    trainer = make_trainer(
+        tmp_path, features, tokenizer, max_steps=5, ce_warmup_steps=3, learning_rate=1e-3, loss="focal"
+    )
+    seen: list[tuple[int, str]] = []
+    original = trainer.current_loss
+
+    def spy(training: bool = True):  # type: ignore[no-untyped-def]
+        name, params = original(training)
+        if training:
+            seen.append((trainer.state.global_step, name))
+        return name, params
+
+    trainer.current_loss = spy  # type: ignore[method-assign]
+    trainer.train()
+    assert seen == [(0, "ce"), (1, "ce"), (2, "ce"), (3, "focal"), (4, "focal")]
+    assert {"step": 3, "loss_switch": "focal"} in trainer.state.log_history
+
+
+def test_warmup_in_epochs_counts_optimizer_steps(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    features, tokenizer = sample_features(32)
+    # 32 sentences / batch 4 / accumulation 2 = 4 optimizer steps per epoch; 0.5 epoch = 2 steps
+    trainer = make_trainer(
+        tmp_path,
+        features,
+        tokenizer,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        ce_warmup_epochs=0.5,
+        ce_warmup_steps=1,
+    )
+    assert trainer.ce_warmup_total_steps() == 3
+
+
+def test_gamma_ramps_linearly_after_the_warmup(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    features, tokenizer = sample_features(8)
+    trainer = make_trainer(tmp_path, features, tokenizer, ce_warmup_steps=2, gamma_ramp_steps=4, gamma=2.0)
+    gammas = []
+    for step in range(8):
+        trainer.state.global_step = step
+        name, params = trainer.current_loss()
+        gammas.append(params.get("gamma") if name == "focal" else None)
+    assert gammas == [None, None, 0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
+
+
+def test_eval_uses_the_configured_loss_during_warmup(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    features, tokenizer = sample_features(8)
+    trainer = make_trainer(tmp_path, features, tokenizer, ce_warmup_steps=10)
+    assert trainer.current_loss(training=False)[0] == "focal"
+    assert trainer.current_loss(training=True)[0] == "ce"
+
+
+def test_prior_init_sets_bias_to_log_frequencies() -> None:
+    model = tiny_model()
+    counts = [800, 50, 0, 100, 50, 0, 0, 0, 0]
+    init_classifier_bias(model, counts, floor=1e-5)
+    bias = find_classifier(model).bias.detach()
+    expected = [math.log(c / 1000) if c else math.log(1e-5) for c in counts]
+    torch.testing.assert_close(bias, torch.tensor(expected), rtol=1e-6, atol=1e-6)
+    assert torch.isfinite(bias).all()
+    # with zero weights, the initial softmax is the training prior
+    with torch.no_grad():
+        find_classifier(model).weight.zero_()
+    probs = torch.softmax(find_classifier(model)(torch.randn(3, 32)), dim=-1)
+    assert abs(float(probs[0, 0]) - 0.8) < 1e-4
+
+
+def test_prior_init_rejects_wrong_count_length() -> None:
+    with pytest.raises(ValueError, match="expected 9 label counts"):
+        init_classifier_bias(tiny_model(), [1, 2, 3])
+
+
+def test_nan_loss_stops_training_naming_the_step(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    features, tokenizer = sample_features(16)
+    model = tiny_model()
+    with torch.no_grad():
+        find_classifier(model).bias.fill_(float("nan"))
+    trainer = make_trainer(tmp_path, features, tokenizer, model, max_steps=2)
+    with pytest.raises(LossDivergedError, match=r"step 0: .*NaN or infinite.*logits"):
+        trainer.train()
+    assert (tmp_path / "checkpoint-diverged-0" / "model.safetensors").is_file()
