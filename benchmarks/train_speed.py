@@ -1,0 +1,81 @@
+"""Training speed: tokens/s and peak memory of nerfocal's trainer against the reference recipe.
+
+    python benchmarks/benchmark.py train-speed --steps 120 --repeats 2
+
+CoNLL-2003 train, MiniLM, batch 32, the same number of optimizer steps for every runner; the runs
+alternate (reference, nerfocal identical batching, nerfocal default batching, and again) so that
+a busy machine slows all of them alike. Tokens are non-padding sub-words (transformers'
+``include_num_input_tokens_seen="non_padding"``), divided by the Trainer's ``train_runtime``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from common import DATASETS, MINILM, ROOT, command_line, machine, write_section
+
+RUNNERS = {
+    "reference": "reference recipe (Trainer + built-in CE, random batches)",
+    "nerfocal_random": "nerfocal focal loss, identical batching (random)",
+    "nerfocal_default": "nerfocal focal loss, default batching (length-grouped)",
+}
+
+
+def run_one(name: str, steps: int, out: Path) -> dict[str, Any]:
+    d = DATASETS["conll2003"]["dir"]
+    if name == "reference":
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "reference.py"), "--data-dir", str(d), "--tag-scheme",
+               "IOB1", "--output-dir", str(out), "--max-steps", str(steps), "--no-eval", "--seed", "1"]
+    else:
+        cmd = [sys.executable, str(ROOT / "scripts" / "train_ner.py"), "--model_name_or_path", MINILM,
+               "--train_file", str(d / "train.txt"), "--tag_scheme", "IOB1", "--output_dir", str(out),
+               "--max_steps", str(steps), "--per_device_train_batch_size", "32", "--seed", "1",
+               "--disable_tqdm", "true", "--use_cpu", "true", "--logging_steps", "50",
+               "--include_num_input_tokens_seen", "non_padding", "--loss", "focal",
+               "--train_sampling_strategy", "random" if name == "nerfocal_random" else "group_by_length"]
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True,
+                          env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **_env()})
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed: {proc.stderr[-3000:]}")
+    rss_mb = int(proc.stderr.strip().splitlines()[-1]) / 1024
+    train = json.loads((out / "eval_results.json").read_text())["train"]
+    return {"tokens_per_s": train["num_input_tokens_seen"] / train["train_runtime"], "peak_rss_mb": rss_mb,
+            "train_runtime": train["train_runtime"], "tokens": train["num_input_tokens_seen"]}
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+def main(args: Any) -> None:
+    work = Path(args.work_dir)
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in RUNNERS}
+    for repeat in range(args.repeats):
+        for name in RUNNERS:
+            print(f"[train-speed] {name} repeat {repeat}", flush=True)
+            results[name].append(run_one(name, args.steps, work / f"{name}_{repeat}"))
+    (work / "train_speed.json").write_text(json.dumps(results, indent=2))
+    ref = statistics.fmean(r["tokens_per_s"] for r in results["reference"])
+    lines = [
+        "## Training speed: nerfocal trainer vs the reference recipe",
+        "",
+        f"Command: `{command_line()}`  ",
+        f"Machine: {machine()}  ",
+        f"CoNLL-2003 train, MiniLM-L6, batch 32, {args.steps} optimizer steps per run, seed 1, "
+        f"{args.repeats} alternating repeats per runner (mean shown).",
+        "",
+        "| runner | non-padding tokens/s | vs reference | peak RSS (MB) |",
+        "|---|---|---|---|",
+    ]
+    for name, runs in results.items():
+        tps = statistics.fmean(r["tokens_per_s"] for r in runs)
+        lines.append(f"| {RUNNERS[name]} | {tps:.0f} | {tps / ref:.2f}x | "
+                     f"{statistics.fmean(r['peak_rss_mb'] for r in runs):.0f} |")
+    write_section("train-speed", "\n".join(lines))
