@@ -1,6 +1,6 @@
 """Accuracy table: entity F1 of every loss configuration beside the reference recipe.
 
-    python benchmarks/benchmark.py accuracy --datasets wnut17 --seeds 1 2 3 --epochs 2
+python benchmarks/benchmark.py accuracy --datasets wnut17 --seeds 1 2 3 --epochs 2
 """
 
 from __future__ import annotations
@@ -18,15 +18,28 @@ ROWS: dict[str, tuple[str, list[str] | None]] = {
     "reference_ce": ("reference recipe (run_ner.py: Trainer + built-in CE)", None),
     "ce": ("nerfocal CE", ["--loss", "ce", "--prior_init", "false"]),
     "focal": ("focal, gamma 2, no alpha", ["--loss", "focal", "--prior_init", "false"]),
-    "focal_alpha_o": ("focal + alpha 0.75 (O-heavy scalar)", ["--loss", "focal", "--alpha", "0.75", "--prior_init", "false"]),
-    "focal_alpha_auto": ("focal + alpha auto", ["--loss", "focal", "--alpha", "auto", "--prior_init", "false"]),
+    "focal_alpha_o": (
+        "focal + alpha 0.75 (O-heavy scalar)",
+        ["--loss", "focal", "--alpha", "0.75", "--prior_init", "false"],
+    ),
+    "focal_alpha_auto": (
+        "focal + alpha auto",
+        ["--loss", "focal", "--alpha", "auto", "--prior_init", "false"],
+    ),
     "focal_prior": ("focal + prior init", ["--loss", "focal", "--prior_init", "true"]),
-    "focal_prior_warmup": ("focal + prior init + CE warm-up (0.1 epoch)",
-                           ["--loss", "focal", "--prior_init", "true", "--ce_warmup_epochs", "0.1"]),
-    "focal_adaptive": ("focal_adaptive (FLSD-53) + prior + warm-up",
-                       ["--loss", "focal_adaptive", "--prior_init", "true", "--ce_warmup_epochs", "0.1"]),
+    "focal_prior_warmup": (
+        "focal + prior init + CE warm-up (0.1 epoch)",
+        ["--loss", "focal", "--prior_init", "true", "--ce_warmup_epochs", "0.1"],
+    ),
+    "focal_adaptive": (
+        "focal_adaptive (FLSD-53) + prior + warm-up",
+        ["--loss", "focal_adaptive", "--prior_init", "true", "--ce_warmup_epochs", "0.1"],
+    ),
     "margin": ("margin (m 0.6) + warm-up", ["--loss", "margin", "--ce_warmup_epochs", "0.1"]),
-    "soft_margin": ("soft_margin (m 0.6, K 10) + warm-up", ["--loss", "soft_margin", "--ce_warmup_epochs", "0.1"]),
+    "soft_margin": (
+        "soft_margin (m 0.6, K 10) + warm-up",
+        ["--loss", "soft_margin", "--ce_warmup_epochs", "0.1"],
+    ),
     "dice": ("dice (self-adjusting) + warm-up", ["--loss", "dice", "--ce_warmup_epochs", "0.1"]),
 }
 
@@ -41,17 +54,48 @@ def run_one(row: str, dataset: str, seed: int, args: Any, work: Path) -> dict[st
     common = ["--epochs", str(args.epochs), "--lr", str(args.lr), "--batch-size", "32", "--seed", str(seed)]
     flags = ROWS[row][1]
     if flags is None:
-        cmd = [sys.executable, str(ROOT / "benchmarks" / "reference.py"), "--data-dir", str(d),
-               "--tag-scheme", DATASETS[dataset]["tag_scheme"], "--output-dir", str(out), *common]
+        cmd = [
+            sys.executable,
+            str(ROOT / "benchmarks" / "reference.py"),
+            "--data-dir",
+            str(d),
+            "--tag-scheme",
+            DATASETS[dataset]["tag_scheme"],
+            "--output-dir",
+            str(out),
+            *common,
+        ]
     else:
         cmd = [
-            sys.executable, str(ROOT / "scripts" / "train_ner.py"),
-            "--model_name_or_path", MINILM, "--train_file", str(d / "train.txt"),
-            "--validation_file", str(d / "dev.txt"), "--test_file", str(d / "test.txt"),
-            "--tag_scheme", DATASETS[dataset]["tag_scheme"], "--output_dir", str(out),
-            "--num_train_epochs", str(args.epochs), "--learning_rate", str(args.lr),
-            "--per_device_train_batch_size", "32", "--seed", str(seed), "--disable_tqdm", "true",
-            "--use_cpu", "true", "--unknown_labels", "O", *flags,
+            sys.executable,
+            str(ROOT / "scripts" / "train_ner.py"),
+            "--model_name_or_path",
+            MINILM,
+            "--train_file",
+            str(d / "train.txt"),
+            "--validation_file",
+            str(d / "dev.txt"),
+            "--test_file",
+            str(d / "test.txt"),
+            "--tag_scheme",
+            DATASETS[dataset]["tag_scheme"],
+            "--output_dir",
+            str(out),
+            "--num_train_epochs",
+            str(args.epochs),
+            "--learning_rate",
+            str(args.lr),
+            "--per_device_train_batch_size",
+            "32",
+            "--seed",
+            str(seed),
+            "--disable_tqdm",
+            "true",
+            "--use_cpu",
+            "true",
+            "--unknown_labels",
+            "O",
+            *flags,
         ]
     print(f"[accuracy] {dataset} {row} seed {seed}", flush=True)
     run(cmd, out / "log.txt", env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
@@ -82,7 +126,9 @@ def main(args: Any) -> None:
     for dataset in args.datasets:
         for seed in args.seeds:
             for row in rows:
-                table.setdefault(dataset, {}).setdefault(row, []).append(run_one(row, dataset, seed, args, work))
+                table.setdefault(dataset, {}).setdefault(row, []).append(
+                    run_one(row, dataset, seed, args, work)
+                )
     lines = [
         "## Accuracy: losses and components side by side",
         "",
@@ -97,9 +143,12 @@ def main(args: Any) -> None:
     ]
     for dataset, by_row in table.items():
         rare = _rarest_type(dataset)
-        lines += [f"### {dataset} test (rarest type: {rare})", "",
-                  "| configuration | F1 | macro F1 | F1 " + rare + " | ECE before -> after | dev F1 | train s |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {dataset} test (rarest type: {rare})",
+            "",
+            "| configuration | F1 | macro F1 | F1 " + rare + " | ECE before -> after | dev F1 | train s |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for row, runs in by_row.items():
             test = [r["test"] for r in runs]
             ece_before = [t.get("ece_before_temperature", t["ece"]) for t in test]
@@ -142,7 +191,10 @@ def _plots(dataset: str, by_row: dict[str, list[dict[str, Any]]]) -> list[str]:
     fig, ax = plt.subplots(figsize=(10, 4.5))
     width = 0.8 / len(by_row)
     for k, (row, runs) in enumerate(by_row.items()):
-        vals = [100 * statistics.fmean(r["test"]["per_type"].get(t, {}).get("f1", 0.0) for r in runs) for t in types]
+        vals = [
+            100 * statistics.fmean(r["test"]["per_type"].get(t, {}).get("f1", 0.0) for r in runs)
+            for t in types
+        ]
         ax.bar([i + k * width for i in range(len(types))], vals, width, label=row)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(types))], types)
     ax.set_ylabel("test F1 (%)")
@@ -167,6 +219,9 @@ def _plots(dataset: str, by_row: dict[str, list[dict[str, Any]]]) -> list[str]:
     loss_png = img / f"bench_{dataset}_loss_curves.png"
     fig.savefig(loss_png, dpi=110)
     plt.close(fig)
-    return [f"![F1 per type]({f1_png.relative_to(ROOT / 'docs')})", "",
-            f"![loss curves]({loss_png.relative_to(ROOT / 'docs')})", ""]
-
+    return [
+        f"![F1 per type]({f1_png.relative_to(ROOT / 'docs')})",
+        "",
+        f"![loss curves]({loss_png.relative_to(ROOT / 'docs')})",
+        "",
+    ]

@@ -17,14 +17,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import require_shared_data  # noqa: E402
+from common import require_shared_data
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="table", required=True)
     acc = sub.add_parser("accuracy", help="F1 per loss configuration beside the reference recipe")
-    acc.add_argument("--datasets", nargs="+", default=["wnut17", "conll2003"], choices=["wnut17", "conll2003"])
+    acc.add_argument(
+        "--datasets", nargs="+", default=["wnut17", "conll2003"], choices=["wnut17", "conll2003"]
+    )
     acc.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     acc.add_argument("--rows", nargs="+", default=None, help="subset of configurations (default: all)")
     acc.add_argument("--epochs", type=float, default=2.0)
@@ -39,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     inf.add_argument("--model", required=True, help="a model trained on CoNLL-2003 (9 tags)")
     inf.add_argument("--work-dir", default="runs/bench_inference")
     inf.add_argument("--limit", type=int, default=None, help="only the first N test sentences (smoke test)")
-    inf.add_argument("--memory-mb", type=float, nargs=2, default=[2.0, 200.0], help="small and large file sizes")
+    inf.add_argument(
+        "--memory-mb", type=float, nargs=2, default=[2.0, 200.0], help="small and large file sizes"
+    )
     args = parser.parse_args(argv)
     require_shared_data()
     if args.table == "accuracy":

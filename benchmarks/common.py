@@ -62,7 +62,9 @@ def write_section(name: str, body: str) -> None:
     start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
     block = f"{start}\n{body.strip()}\n{end}"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    )
     tmp = DOC.with_suffix(".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(DOC)
@@ -74,7 +76,9 @@ def run(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> float:
 
     start = time.time()
     with log.open("w") as handle:
-        result = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        result = subprocess.run(
+            cmd, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
     if result.returncode != 0:
         raise RuntimeError(f"command failed ({result.returncode}), see {log}: {' '.join(cmd)}")
     return time.time() - start

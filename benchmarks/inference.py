@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import DATASETS, ROOT, command_line, machine, write_section
-
+from common import DATASETS, command_line, machine, write_section
 
 BERT_WORDS = r"\w+|[^\w\s]"
 
@@ -42,7 +41,12 @@ def matmul_gflops(n: int = 1024, repeats: int = 20) -> float:
 
 def encoder_flops(config: Any, lengths: list[int]) -> float:
     """Forward FLOPs of a BERT encoder + classifier over sequences of the given lengths (no padding)."""
-    d, ff, layers, c = config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.num_labels
+    d, ff, layers, c = (
+        config.hidden_size,
+        config.intermediate_size,
+        config.num_hidden_layers,
+        config.num_labels,
+    )
     per_token = layers * 2 * (4 * d * d + 2 * d * ff) + 2 * d * c
     return float(sum(n * per_token + layers * 4 * n * n * d for n in lengths))
 
@@ -72,8 +76,21 @@ def main(args: Any) -> None:
     if args.limit:
         conll_input = work / "test_subset.conll"
         conll_input.write_text("".join("\n".join(s) + "\n\n" for s in sentences), encoding="utf-8")
-    cli = [sys.executable, "-m", "nerfocal.cli", "predict", "--model", args.model, "--input", str(conll_input),
-           "--input-format", "conll", "--output", str(work / "pred.jsonl"), "--quiet"]
+    cli = [
+        sys.executable,
+        "-m",
+        "nerfocal.cli",
+        "predict",
+        "--model",
+        args.model,
+        "--input",
+        str(conll_input),
+        "--input-format",
+        "conll",
+        "--output",
+        str(work / "pred.jsonl"),
+        "--quiet",
+    ]
     start = time.perf_counter()
     subprocess.run(cli, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     results["nerfocal_cli_s"] = time.perf_counter() - start
@@ -135,14 +152,32 @@ def memory_runs(args: Any, work: Path) -> dict[str, Any]:
                 while written < target:
                     handle.write(block)
                     written += len(block.encode())
-        cmd = ["/usr/bin/time", "-f", "%M %e", sys.executable, "-m", "nerfocal.cli", "predict", "--model",
-               str(model_dir), "--input", str(path), "--output", os.devnull, "--quiet"]
+        cmd = [
+            "/usr/bin/time",
+            "-f",
+            "%M %e",
+            sys.executable,
+            "-m",
+            "nerfocal.cli",
+            "predict",
+            "--model",
+            str(model_dir),
+            "--input",
+            str(path),
+            "--output",
+            os.devnull,
+            "--quiet",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-2000:])
         rss_kb, seconds = proc.stderr.strip().splitlines()[-1].split()
-        out[f"{size_mb:g}"] = {"bytes": path.stat().st_size, "peak_rss_mb": int(rss_kb) / 1024,
-                               "seconds": float(seconds), "lines": path.read_bytes().count(b"\n")}
+        out[f"{size_mb:g}"] = {
+            "bytes": path.stat().st_size,
+            "peak_rss_mb": int(rss_kb) / 1024,
+            "seconds": float(seconds),
+            "lines": path.read_bytes().count(b"\n"),
+        }
     return out
 
 
@@ -157,9 +192,17 @@ def _tiny_copy(model: str, out: Path) -> Path:
     if (out / "config.json").is_file():
         return out
     real = AutoConfig.from_pretrained(model)
-    config = BertConfig(vocab_size=real.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=128, max_position_embeddings=real.max_position_embeddings,
-                        num_labels=real.num_labels, id2label=real.id2label, label2id=real.label2id)
+    config = BertConfig(
+        vocab_size=real.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=real.max_position_embeddings,
+        num_labels=real.num_labels,
+        id2label=real.id2label,
+        label2id=real.label2id,
+    )
     BertForTokenClassification(config).save_pretrained(out)
     AutoTokenizer.from_pretrained(model).save_pretrained(out)
     return out
@@ -167,8 +210,16 @@ def _tiny_copy(model: str, out: Path) -> Path:
 
 def render(r: dict[str, Any], args: Any) -> str:
     n = r["sentences"]
-    rate = {k: n / r[k] for k in ("nerfocal_cli_s", "nerfocal_api_text_s", "nerfocal_api_tokens_s",
-                                  "pipeline_b1_s", "pipeline_b32_s")}
+    rate = {
+        k: n / r[k]
+        for k in (
+            "nerfocal_cli_s",
+            "nerfocal_api_text_s",
+            "nerfocal_api_tokens_s",
+            "pipeline_b1_s",
+            "pipeline_b32_s",
+        )
+    }
     achieved = r["encoder_gflop"] / r["nerfocal_api_text_s"]
     mem = r["memory"]
     sizes = list(mem)
@@ -182,20 +233,24 @@ def render(r: dict[str, Any], args: Any) -> str:
         "| runner | sentences/s | vs pipeline (batch 1) | vs pipeline (batch 32) |",
         "|---|---|---|---|",
     ]
-    for key, label in (("nerfocal_cli_s", "`nerfocal predict --input-format conll` (CLI, incl. start-up and model load)"),
-                       ("nerfocal_api_text_s", "`Predictor` on raw text (Viterbi)"),
-                       ("nerfocal_api_tokens_s", "`Predictor` on token lists (Viterbi)"),
-                       ("pipeline_b1_s", "`pipeline(..., aggregation_strategy='simple')`, default batch size"),
-                       ("pipeline_b32_s", "`pipeline(...)`, batch_size=32")):
-        rows.append(f"| {label} | {rate[key]:.0f} | {rate[key] / rate['pipeline_b1_s']:.1f}x | "
-                    f"{rate[key] / rate['pipeline_b32_s']:.1f}x |")
+    for key, label in (
+        ("nerfocal_cli_s", "`nerfocal predict --input-format conll` (CLI, incl. start-up and model load)"),
+        ("nerfocal_api_text_s", "`Predictor` on raw text (Viterbi)"),
+        ("nerfocal_api_tokens_s", "`Predictor` on token lists (Viterbi)"),
+        ("pipeline_b1_s", "`pipeline(..., aggregation_strategy='simple')`, default batch size"),
+        ("pipeline_b32_s", "`pipeline(...)`, batch_size=32"),
+    ):
+        rows.append(
+            f"| {label} | {rate[key]:.0f} | {rate[key] / rate['pipeline_b1_s']:.1f}x | "
+            f"{rate[key] / rate['pipeline_b32_s']:.1f}x |"
+        )
     rows += [
         "",
         f"- CPU float32 matmul rate measured in the same run (1024x1024, torch): **{r['matmul_gflops']:.1f} GFLOP/s**. "
         f"Encoder forward work for the test set (no padding): {r['encoder_gflop']:.1f} GFLOP; predict on raw text "
         f"reaches {achieved:.1f} GFLOP/s = **{100 * achieved / r['matmul_gflops']:.0f}%** of the matmul rate "
         "(everything included: tokenization, padding, decoding, offsets).",
-        f"- `--decode argmax` entities equal the pipeline's (aggregation \"first\") on "
+        f'- `--decode argmax` entities equal the pipeline\'s (aggregation "first") on '
         f"**{100 * r['agreement']:.2f}%** of the sentences (label and character offsets both must match; "
         f"words split like BERT's pre-tokenizer, `--split-pattern '{BERT_WORDS}'`, as the pipeline does).",
         "- Peak memory of `nerfocal predict` (RSS, the same program on both files; the model here is a "

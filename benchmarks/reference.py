@@ -21,7 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def tokenize_and_align(sentences, tokenizer, label2id, max_length):  # type: ignore[no-untyped-def]
-    enc = tokenizer([s.tokens for s in sentences], is_split_into_words=True, truncation=True, max_length=max_length)
+    enc = tokenizer(
+        [s.tokens for s in sentences], is_split_into_words=True, truncation=True, max_length=max_length
+    )
     features, word_firsts = [], []
     for i, s in enumerate(sentences):
         word_ids = enc.word_ids(i)
@@ -72,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
 
     set_seed(args.seed)
     data_dir = Path(args.data_dir)
-    splits = {name: list(read_conll(data_dir / f"{file}.txt")) for name, file in
-              (("train", "train"), ("validation", "dev"), ("test", "test"))}
+    splits = {
+        name: list(read_conll(data_dir / f"{file}.txt"))
+        for name, file in (("train", "train"), ("validation", "dev"), ("test", "test"))
+    }
     scheme = detect_scheme(s.tags for s in splits["train"]) if args.tag_scheme == "auto" else args.tag_scheme
     for sentences in splits.values():
         for s in sentences:
@@ -91,20 +95,36 @@ def main(argv: list[str] | None = None) -> int:
     )
     train_features, _ = tokenize_and_align(splits["train"], tokenizer, label2id, args.max_length)
     targs = TrainingArguments(
-        output_dir=args.output_dir, learning_rate=args.lr, per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=64, num_train_epochs=args.epochs, max_steps=args.max_steps, seed=args.seed,
-        report_to="none", save_strategy="no", eval_strategy="no", logging_steps=50, disable_tqdm=True,
-        include_num_input_tokens_seen="non_padding", use_cpu=True,
+        output_dir=args.output_dir,
+        learning_rate=args.lr,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=64,
+        num_train_epochs=args.epochs,
+        max_steps=args.max_steps,
+        seed=args.seed,
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="no",
+        logging_steps=50,
+        disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",
+        use_cpu=True,
     )
     trainer = Trainer(
-        model=model, args=targs, train_dataset=train_features,
-        data_collator=DataCollatorForTokenClassification(tokenizer), processing_class=tokenizer,
+        model=model,
+        args=targs,
+        train_dataset=train_features,
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+        processing_class=tokenizer,
     )
     start = time.time()
     result = trainer.train()
     results: dict = {
-        "train": {**result.metrics, "wall_seconds": round(time.time() - start, 1),
-                  "num_input_tokens_seen": trainer.state.num_input_tokens_seen},
+        "train": {
+            **result.metrics,
+            "wall_seconds": round(time.time() - start, 1),
+            "num_input_tokens_seen": trainer.state.num_input_tokens_seen,
+        },
         "log_history": trainer.state.log_history,
     }
     if not args.no_eval:
@@ -113,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
             out = trainer.predict(feats)
             logits, labels = np.asarray(out.predictions), np.asarray(out.label_ids)
             preds = logits.argmax(-1)
-            pred_tags = [[label_list[int(preds[i][f[w]])] if w in f else "O" for w in range(len(s.tokens))]
-                         for i, (s, f) in enumerate(zip(splits[split], firsts, strict=True))]
+            pred_tags = [
+                [label_list[int(preds[i][f[w]])] if w in f else "O" for w in range(len(s.tokens))]
+                for i, (s, f) in enumerate(zip(splits[split], firsts, strict=True))
+            ]
             metrics = entity_metrics([s.tags for s in splits[split]], pred_tags)
             metrics.update(calibration_metrics(logits, labels))
             results[split] = metrics

@@ -29,23 +29,68 @@ RUNNERS = {
 def run_one(name: str, steps: int, out: Path) -> dict[str, Any]:
     d = DATASETS["conll2003"]["dir"]
     if name == "reference":
-        cmd = [sys.executable, str(ROOT / "benchmarks" / "reference.py"), "--data-dir", str(d), "--tag-scheme",
-               "IOB1", "--output-dir", str(out), "--max-steps", str(steps), "--no-eval", "--seed", "1"]
+        cmd = [
+            sys.executable,
+            str(ROOT / "benchmarks" / "reference.py"),
+            "--data-dir",
+            str(d),
+            "--tag-scheme",
+            "IOB1",
+            "--output-dir",
+            str(out),
+            "--max-steps",
+            str(steps),
+            "--no-eval",
+            "--seed",
+            "1",
+        ]
     else:
-        cmd = [sys.executable, str(ROOT / "scripts" / "train_ner.py"), "--model_name_or_path", MINILM,
-               "--train_file", str(d / "train.txt"), "--tag_scheme", "IOB1", "--output_dir", str(out),
-               "--max_steps", str(steps), "--per_device_train_batch_size", "32", "--seed", "1",
-               "--disable_tqdm", "true", "--use_cpu", "true", "--logging_steps", "50",
-               "--include_num_input_tokens_seen", "non_padding", "--loss", "focal",
-               "--train_sampling_strategy", "random" if name == "nerfocal_random" else "group_by_length"]
-    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True,
-                          env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **_env()})
+        cmd = [
+            sys.executable,
+            str(ROOT / "scripts" / "train_ner.py"),
+            "--model_name_or_path",
+            MINILM,
+            "--train_file",
+            str(d / "train.txt"),
+            "--tag_scheme",
+            "IOB1",
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            str(steps),
+            "--per_device_train_batch_size",
+            "32",
+            "--seed",
+            "1",
+            "--disable_tqdm",
+            "true",
+            "--use_cpu",
+            "true",
+            "--logging_steps",
+            "50",
+            "--include_num_input_tokens_seen",
+            "non_padding",
+            "--loss",
+            "focal",
+            "--train_sampling_strategy",
+            "random" if name == "nerfocal_random" else "group_by_length",
+        ]
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", *cmd],
+        capture_output=True,
+        text=True,
+        env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **_env()},
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{name} failed: {proc.stderr[-3000:]}")
     rss_mb = int(proc.stderr.strip().splitlines()[-1]) / 1024
     train = json.loads((out / "eval_results.json").read_text())["train"]
-    return {"tokens_per_s": train["num_input_tokens_seen"] / train["train_runtime"], "peak_rss_mb": rss_mb,
-            "train_runtime": train["train_runtime"], "tokens": train["num_input_tokens_seen"]}
+    return {
+        "tokens_per_s": train["num_input_tokens_seen"] / train["train_runtime"],
+        "peak_rss_mb": rss_mb,
+        "train_runtime": train["train_runtime"],
+        "tokens": train["num_input_tokens_seen"],
+    }
 
 
 def _env() -> dict[str, str]:
@@ -76,6 +121,8 @@ def main(args: Any) -> None:
     ]
     for name, runs in results.items():
         tps = statistics.fmean(r["tokens_per_s"] for r in runs)
-        lines.append(f"| {RUNNERS[name]} | {tps:.0f} | {tps / ref:.2f}x | "
-                     f"{statistics.fmean(r['peak_rss_mb'] for r in runs):.0f} |")
+        lines.append(
+            f"| {RUNNERS[name]} | {tps:.0f} | {tps / ref:.2f}x | "
+            f"{statistics.fmean(r['peak_rss_mb'] for r in runs):.0f} |"
+        )
     write_section("train-speed", "\n".join(lines))

@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("nerfocal.cli_train", "fine-tune an encoder for NER (same as scripts/train_ner.py)"),
     "predict": ("nerfocal.cli_predict", "tag text, CoNLL or JSONL input with a trained model"),
     "evaluate": ("nerfocal.cli_evaluate", "seqeval report of a trained model on a labelled file"),
+    "plot": ("nerfocal.cli_plot", "draw the loss-vs-p_t figure or a run's training curves (PNG)"),
+    "report": ("nerfocal.cli_report", "HTML/Markdown report of a run: scores, confusions, errors"),
 }
 
 

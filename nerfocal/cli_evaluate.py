@@ -59,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def read_gold(path: str, data_format: str, encoding: str) -> tuple[list[list[str]], list[list[str]]]:
     """``(tokens, tags)`` per sentence of a labelled file."""
     from nerfocal.conll import read_conll, read_jsonl
+    from nerfocal.labels import split_tag
 
     if data_format == "auto":
         data_format = "jsonl" if Path(path).suffix.lower() in (".jsonl", ".json") else "conll"
@@ -67,7 +68,14 @@ def read_gold(path: str, data_format: str, encoding: str) -> tuple[list[list[str
     else:
         sentences = list(read_conll(path, tag_column=-1, encoding=encoding))
     if not sentences:
-        raise ValueError(f"{path}: no labelled sentences")
+        raise ValueError(f"{path}: no labelled sentences (the file is empty or only blank lines)")
+    for s in sentences:
+        for i, tag in enumerate(s.tags or []):
+            try:
+                split_tag(tag)
+            except ValueError as err:
+                line = s.line + i if data_format == "conll" else s.line  # CoNLL: one word per line
+                raise ValueError(f"{path}:{line}: {err}") from None
     return [s.tokens for s in sentences], [list(s.tags or []) for s in sentences]
 
 
@@ -88,7 +96,13 @@ def evaluate(
 
     source = detect_scheme(gold) if scheme == "auto" else scheme
     target = predictor.scheme
-    gold = [convert_tags(tags, source, target) for tags in gold]
+    converted = []
+    for k, tags in enumerate(gold):
+        try:
+            converted.append(convert_tags(tags, source, target))
+        except ValueError as err:  # e.g. an E-/S- tag with --tag-scheme IOB2
+            raise ValueError(f"sentence {k + 1}: {err} (--tag-scheme {source})") from None
+    gold = converted
     predictions = predictor.predict_documents(Document(words) for words in tokens)
     bar = tqdm(
         predictions, total=len(tokens), desc="evaluate", unit=" sent", file=sys.stderr, disable=not progress
@@ -111,6 +125,8 @@ def _report(gold: list[list[str]], pred: list[list[str]], strict: bool, scheme: 
     from seqeval.metrics import classification_report
     from seqeval.scheme import IOB2, IOBES
 
+    if all(tag == "O" for tags in (*gold, *pred) for tag in tags):  # seqeval has no table to print
+        return "no entities in the gold tags nor in the predictions: every entity score is 0"
     if strict:
         strict_scheme = IOBES if scheme == "BIOES" else IOB2
         report = classification_report(

@@ -167,7 +167,9 @@ def check_input(path: str) -> Path:
 @contextlib.contextmanager
 def open_input(path: str, encoding: str) -> Iterator[IO[str]]:
     """A text handle on ``path`` or stdin; a leading byte-order mark is dropped, CRLF becomes LF."""
-    enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    from nerfocal.conll import text_encoding
+
+    enc = text_encoding(encoding)
     if path == "-":
         yield io.TextIOWrapper(sys.stdin.buffer, encoding=enc, newline=None)
         return
@@ -176,13 +178,21 @@ def open_input(path: str, encoding: str) -> Iterator[IO[str]]:
         yield handle
 
 
-def _decoded_lines(handle: IO[str], where: str) -> Iterator[tuple[int, str]]:
+def _decoded_lines(handle: IO[str], where: str, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` pairs; bytes not valid in ``encoding`` give a ``path:line`` error."""
+    from nerfocal.conll import locate_decode_error
+
     line_no = 0
     try:
         for line_no, line in enumerate(handle, start=1):
             yield line_no, line
     except UnicodeDecodeError as err:
-        raise ValueError(f"{where}:{line_no + 1}: not valid text ({err.reason}); pass --encoding") from None
+        found = locate_decode_error(where, encoding, line_no + 1) if where != "-" else None
+        at = f"{where}:{found[0]}: byte {found[1] + 1} of the line" if found else f"{where}:{line_no + 1}"
+        raise ValueError(
+            f"{at}: not valid {encoding} text ({err.reason}); is it a text file? "
+            "Pass its encoding with --encoding (for example --encoding latin-1)"
+        ) from None
 
 
 def read_text(path: str, encoding: str, pattern: str | None) -> Iterator[Document]:
@@ -190,22 +200,20 @@ def read_text(path: str, encoding: str, pattern: str | None) -> Iterator[Documen
     from nerfocal.predict import Document
 
     with open_input(path, encoding) as handle:
-        for _, line in _decoded_lines(handle, path):
+        for _, line in _decoded_lines(handle, path, encoding):
             yield Document.from_text(line.rstrip("\n"), pattern)
 
 
 def read_jsonl_documents(path: str, encoding: str, pattern: str | None) -> Iterator[Document]:
     """``{"text": str}`` or ``{"tokens": [str, ...]}`` objects; ``tags`` as long as the tokens are gold."""
+    from nerfocal.conll import load_json_line
     from nerfocal.predict import Document
 
     with open_input(path, encoding) as handle:
-        for line_no, line in _decoded_lines(handle, path):
+        for line_no, line in _decoded_lines(handle, path, encoding):
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
+            record = load_json_line(line, f"{path}:{line_no}")
             if not isinstance(record, dict):
                 raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
             text, tokens = record.get("text"), record.get("tokens")
@@ -242,7 +250,7 @@ def read_conll_documents(path: str, encoding: str) -> Iterator[Document]:
         return
     columns = 0
     with open_input(path, encoding) as handle:
-        for _, line in _decoded_lines(handle, path):
+        for _, line in _decoded_lines(handle, path, encoding):
             fields = line.split()
             if fields and fields[0] != "-DOCSTART-":
                 columns = len(fields)
@@ -292,13 +300,16 @@ def write_prediction(handle: IO[str], prediction: Prediction, output_format: str
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from nerfocal.conll import text_encoding
+
     if args.input_format == "text":
         documents = read_text(args.input, args.encoding, args.split_pattern)
     elif args.input_format == "jsonl":
         documents = read_jsonl_documents(args.input, args.encoding, args.split_pattern)
     else:
         documents = read_conll_documents(args.input, args.encoding)
-    if args.input != "-":  # fail before loading the model
+    text_encoding(args.encoding)  # fail before loading the model
+    if args.input != "-":
         check_input(args.input)
     predictor = load_predictor(args, split_pattern=args.split_pattern, chunk_size=args.chunk_size)
     progress = tqdm(

@@ -1,14 +1,18 @@
 """Fine-tune an encoder for NER with focal loss.
 
     nerfocal train configs/X.yaml [--option value ...]
-    accelerate launch scripts/train_ner.py configs/X.yaml [--option value ...]
+    accelerate launch --config_file configs/accelerate/cpu_2proc.yaml scripts/train_ner.py configs/X.yaml
+    nerfocal train configs/X.yaml --resume_from_checkpoint auto    # after SIGTERM/Ctrl-C or a crash
 
-Every option is a key of the YAML file and a command-line flag (see README, "Options").
+Every option is a key of the YAML file and a command-line flag (see README, "Options"). SIGTERM or SIGINT
+during training saves output_dir/checkpoint-N and exits with 143 or 130 (see README, "Scaling out").
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -56,8 +60,25 @@ def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
+def use_cpu_without_accelerator() -> None:
+    """Processes started by ``accelerate launch``/``torchrun`` on a machine without GPU: train on CPU (gloo).
+
+    transformers forms a CPU process group only when told to (``use_cpu`` or ``ACCELERATE_USE_CPU``);
+    otherwise each process would silently train alone on all the data, as one process does.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)
+    available = accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+    if not available:
+        os.environ["ACCELERATE_USE_CPU"] = "true"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Train, evaluate and save; returns the exit status (0 ok, 2 bad input)."""
+    """Train, evaluate and save; returns the exit status (0 ok, 1 loss diverged, 2 bad input, 128 + N
+    stopped by signal N)."""
     from nerfocal.config import parse_config
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -68,11 +89,19 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().print_help()
         return 0
     try:
+        use_cpu_without_accelerator()  # before TrainingArguments sets up the devices
         model_cfg, data_cfg, loss_cfg, args = parse_config(argv)
         return train(model_cfg, data_cfg, loss_cfg, args)
     except (ValueError, FileNotFoundError) as err:
         print(f"nerfocal train: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # a NaN/inf loss: one line naming the step and the saved checkpoint
+        from nerfocal.trainer import LossDivergedError
+
+        if not isinstance(err, LossDivergedError):
+            raise
+        print(f"nerfocal train: error: {err}", file=sys.stderr)
+        return 1
 
 
 def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> int:
@@ -87,6 +116,7 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> int:
     from nerfocal.data import encode_sentences, load_ner_data
     from nerfocal.evaluation import make_compute_metrics, predict_logits, score_logits
     from nerfocal.metrics import fit_temperature, format_report, write_json_atomic, write_text_atomic
+    from nerfocal.resume import StopOnSignal, resolve_resume_checkpoint
     from nerfocal.trainer import FocalLossTrainer, init_classifier_bias
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -94,6 +124,9 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> int:
     start = time.time()
     set_seed(args.seed)
     out = Path(args.output_dir)
+    resume = resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    if resume:
+        logger.info("resuming from %s", resume)
 
     data = load_ner_data(data_cfg)
     label_list = data.label_list
@@ -146,6 +179,7 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> int:
     stats = {"train": train_stats.as_dict(), **{k: v[3].as_dict() for k, v in evals.items()}}
 
     dev = evals.get("validation")
+    stopper = StopOnSignal()  # SIGTERM/SIGINT: checkpoint, then stop
     trainer = FocalLossTrainer(
         model=model,
         args=args,
@@ -161,12 +195,31 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> int:
         loss_config=loss_cfg,
         label_list=label_list,
         label_counts=counts,
+        callbacks=[stopper],
     )
-    train_result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    try:
+        train_result = trainer.train(resume_from_checkpoint=resume)
+    finally:
+        stopper.uninstall()
     train_seconds = time.time() - start
+    if stopper.signum is not None:
+        if main_process:
+            name = signal.Signals(stopper.signum).name
+            checkpoint = out / f"checkpoint-{stopper.stopped_at}"
+            print(
+                f"nerfocal train: {name}: interrupted at step {stopper.stopped_at}; checkpoint saved to "
+                f"{checkpoint}; resume with --resume_from_checkpoint auto",
+                file=sys.stderr,
+            )
+        trainer.accelerator.wait_for_everyone()  # no process leaves (and gets its peers killed) early
+        return 128 + stopper.signum  # the shell's convention for "ended by signal N", but a clean exit
 
     results: dict[str, Any] = {
-        "train": {**train_result.metrics, "wall_seconds": round(train_seconds, 1)},
+        "train": {
+            **train_result.metrics,
+            "wall_seconds": round(train_seconds, 1),
+            "num_input_tokens_seen": trainer.state.num_input_tokens_seen,
+        },
         "data": stats,
     }
     raw: dict[str, Any] = {}
@@ -207,6 +260,17 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> int:
         write_text_atomic(out / "eval_report.txt", "\n\n".join(reports) + "\n")
         print("\n\n".join(reports))
         print(f"model saved to {out} (training {train_seconds:.0f} s)")
+    if main_process:  # word-level predictions + report (nerfocal.report); a failure here never fails training
+        try:
+            from nerfocal.report import write_report, write_run_predictions
+
+            for split, (logits, _) in raw.items():
+                _, windows, sentences, _ = evals[split]
+                path = out / f"predictions_{split}.jsonl"
+                write_run_predictions(path, logits, windows, sentences, id2label, temperature)
+            write_report(out)
+        except Exception:
+            logger.warning("could not write the predictions or the report in %s", out, exc_info=True)
     trainer.accelerator.wait_for_everyone()
     return 0
 

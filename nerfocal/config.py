@@ -2,18 +2,28 @@
 
 YAML keys = dataclass fields = command-line flags, one to one. A YAML file sets defaults, flags on the
 command line override it, and an unknown key is an error (with the closest known key suggested).
+
+Every bad value is a one-line ``ValueError`` naming the key (or flag) and what it accepts: YAML values are
+checked and converted with the type of their command-line flag (``gamma: abc``, ``max_length: 1.5``), and
+the dataclasses check the types and ranges of their own fields when built from Python.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import copy
 import dataclasses
 import difflib
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from nerfocal.conll import atomic_open, text_encoding
 
 LOSSES = ("ce", "focal", "focal_adaptive", "margin", "soft_margin", "dice")
 FOCAL_FAMILY = ("focal", "focal_adaptive")
@@ -63,6 +73,11 @@ class ModelConfig:
         metadata={"help": "Smallest frequency used by prior_init, so that unseen labels get a finite bias."},
     )
 
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        if not 0 < self.prior_floor <= 1:
+            raise ValueError(f"prior_floor: expected a number in (0, 1], got {self.prior_floor!r}")
+
 
 @dataclass
 class DataConfig:
@@ -108,6 +123,27 @@ class DataConfig:
         default=False, metadata={"help": "seqeval strict IOB2 mode (invalid chunks count as errors)."}
     )
 
+    def __post_init__(self) -> None:
+        check_field_types(self)
+        choices = {
+            "file_format": ("auto", "conll", "jsonl"),
+            "tag_scheme": ("auto", "IOB1", "IOB2", "BIOES"),
+            "label_scheme": ("IOB2", "BIOES"),
+            "unknown_labels": ("error", "O"),
+            "long_sentences": ("split", "truncate"),
+        }
+        for name, accepted in choices.items():
+            value = getattr(self, name)
+            scheme = name in ("tag_scheme", "label_scheme")
+            canonical = value.upper().replace("BILOU", "BIOES") if scheme else value
+            if canonical not in accepted and value not in accepted:
+                raise ValueError(f"{name}: expected one of {', '.join(accepted)}, got {value!r}")
+        if self.max_length < 2:
+            raise ValueError(f"max_length: expected an integer >= 2, got {self.max_length!r}")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise ValueError(f"max_train_samples: expected an integer >= 1, got {self.max_train_samples!r}")
+        text_encoding(self.encoding)  # ValueError naming an unknown codec
+
 
 @dataclass
 class LossConfig:
@@ -148,6 +184,7 @@ class LossConfig:
     )
 
     def __post_init__(self) -> None:
+        check_field_types(self, skip=("alpha",))  # alpha: see parse_alpha
         if self.loss not in LOSSES:
             raise ValueError(f"loss: expected one of {LOSSES}, got {self.loss!r}")
         if not self.gamma >= 0:
@@ -210,6 +247,34 @@ def parse_alpha(value: Any) -> Any:
     raise ValueError(f"alpha: expected none, a number, 'auto', a list or a mapping of numbers, got {value!r}")
 
 
+_DESCRIBE = {str: "a string", int: "an integer", float: "a number", bool: "true or false", type(None): "null"}
+
+
+def check_field_types(config: Any, skip: tuple[str, ...] = ()) -> None:
+    """Check each field of a nerfocal config dataclass against its annotation (``int``, ``float | None``...).
+
+    An ``int`` is accepted for a ``float`` field (and converted); ``bool`` is never a number.
+
+    Raises:
+        ValueError: naming the field and the accepted type.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        if f.name in skip:
+            continue
+        kinds = typing.get_args(hints[f.name]) or (hints[f.name],)
+        value = getattr(config, f.name)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            setattr(config, f.name, float(value))
+            continue
+        if not any(
+            isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+            for kind in kinds
+        ):
+            accepted = " or ".join(_DESCRIBE.get(k, str(k)) for k in kinds)
+            raise ValueError(f"{f.name}: expected {accepted}, got {value!r}")
+
+
 CONFIG_CLASSES = (ModelConfig, DataConfig, LossConfig)
 
 
@@ -219,7 +284,13 @@ def build_parser() -> Any:
 
     parser = HfArgumentParser((*CONFIG_CLASSES, TrainingArguments), prog="nerfocal train")  # type: ignore[arg-type]
     parser.usage = "nerfocal train [CONFIG.yaml] [--option value ...]"
+    parser.error = _argument_error  # type: ignore[method-assign]
     return parser
+
+
+def _argument_error(message: str) -> Any:
+    # argparse would print the usage and exit; its message already names the flag
+    raise ValueError(f"{message} (see nerfocal train --help)")
 
 
 def parse_config(argv: list[str] | None = None) -> tuple[ModelConfig, DataConfig, LossConfig, Any]:
@@ -235,14 +306,15 @@ def parse_config(argv: list[str] | None = None) -> tuple[ModelConfig, DataConfig
     known = {a.dest for a in parser._actions}
     defaults = dict(TRAINING_DEFAULTS)
     if argv and not argv[0].startswith("-"):
-        defaults.update(load_yaml(argv.pop(0), known))
+        path = argv.pop(0)
+        actions = _actions_by_key(parser)
+        defaults.update(
+            {k: coerce_value(k, v, actions[k], where=f"{path}: ") for k, v in load_yaml(path, known).items()}
+        )
     yaml_values = {k: v for k, v in defaults.items() if k in known}
-    # a list/dict alpha from YAML stays a Python object: argparse does not type-convert defaults
+    # argparse does not type-convert defaults: a list/dict alpha from YAML stays a Python object
     parser.set_defaults(**yaml_values)
-    try:
-        namespace, rest = parser.parse_known_args(argv)
-    except SystemExit as err:  # argparse already printed the message
-        raise ValueError("invalid command-line arguments (see the message above)") from err
+    namespace, rest = parser.parse_known_args(argv)  # errors: ValueError naming the flag
     if rest:
         raise ValueError(f"unknown command-line arguments: {' '.join(rest)}")
     values = vars(namespace)
@@ -255,6 +327,78 @@ def parse_config(argv: list[str] | None = None) -> tuple[ModelConfig, DataConfig
         except (TypeError, ValueError) as err:
             raise ValueError(f"invalid {cls.__name__}: {err}") from None
     return outputs[0], outputs[1], outputs[2], outputs[3]
+
+
+def _actions_by_key(parser: Any) -> dict[str, Any]:
+    """The argparse action of each option (``--name``, not its ``--no_name`` complement)."""
+    return {a.dest: a for a in parser._actions if f"--{a.dest}" in a.option_strings}
+
+
+def coerce_value(key: str, value: Any, action: Any, where: str = "") -> Any:
+    """Check and convert a YAML value with the type of the option's command-line flag.
+
+    YAML gives ints, floats, bools, strings, lists and mappings, and argparse does not convert
+    defaults, so ``gamma: abc`` or ``max_length: 1.5`` would otherwise reach the dataclasses (or
+    transformers) unchecked. Integers accept integral numbers, numbers accept numeric strings (YAML reads
+    ``1e-5`` as a string), booleans accept true/false/yes/no; ``null`` only where the option's default
+    is None. Values of other options (mappings such as ``lr_scheduler_kwargs``) pass unchanged.
+
+    Raises:
+        ValueError: ``{where}{key}: expected ..., got ...``.
+    """
+    from transformers.hf_argparser import string_to_bool
+
+    kind = action.type
+    checked = kind in (int, float, string_to_bool) or bool(action.choices) or key in _OWN_STR_FIELDS
+    if value is None:
+        if action.default is None or not checked:
+            return None
+        raise ValueError(f"{where}{key}: expected {_kind_name(action)}, got null")
+    if action.nargs in ("+", "*") and isinstance(value, list):
+        element = copy.copy(action)
+        element.nargs = None
+        return [coerce_value(key, v, element, where) for v in value]
+    problem = ""
+    if kind in (int, float) and not isinstance(value, bool):
+        try:
+            number = kind(value.strip()) if isinstance(value, str) else value
+        except ValueError:
+            number = None
+        if isinstance(number, (int, float)) and (kind is float or float(number).is_integer()):
+            return kind(number)
+    elif kind is string_to_bool:
+        if isinstance(value, (bool, str)):
+            with contextlib.suppress(argparse.ArgumentTypeError):
+                return string_to_bool(value.strip() if isinstance(value, str) else value)
+    elif action.choices:
+        if str(value) in [str(c) for c in action.choices] and not isinstance(value, bool):
+            return kind(str(value)) if callable(kind) else value
+        if isinstance(value, bool):
+            problem = " (YAML reads unquoted yes/no/on/off as booleans: quote the value)"
+    elif kind is str and key in _OWN_STR_FIELDS:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    else:
+        return value
+    raise ValueError(f"{where}{key}: expected {_kind_name(action)}, got {value!r}{problem}")
+
+
+def _kind_name(action: Any) -> str:
+    from transformers.hf_argparser import string_to_bool
+
+    if action.choices:
+        return "one of " + ", ".join(str(c) for c in action.choices)
+    names = {int: "an integer", float: "a number", string_to_bool: "true or false", str: "a string"}
+    return names.get(action.type, "a value")
+
+
+# nerfocal's own string options (alpha excepted: it also takes numbers, lists and mappings)
+_OWN_STR_FIELDS = frozenset(
+    name
+    for cls in CONFIG_CLASSES
+    for name, hint in typing.get_type_hints(cls).items()
+    if str in (typing.get_args(hint) or (hint,))
+) - {"alpha"}
 
 
 def load_yaml(path: str | Path, known: set[str]) -> dict[str, Any]:
@@ -290,5 +434,9 @@ def config_to_dict(*configs: Any) -> dict[str, Any]:
 
 
 def save_config(path: str | Path, *configs: Any) -> None:
-    """Write the resolved configuration as YAML (it can be passed back to the training script)."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(*configs), sort_keys=False), encoding="utf-8")
+    """Write the resolved configuration as YAML (it can be passed back to the training script).
+
+    Written to a temporary file and renamed, so a crash never leaves half a config.
+    """
+    with atomic_open(path) as handle:
+        handle.write(yaml.safe_dump(config_to_dict(*configs), sort_keys=False))

@@ -8,17 +8,26 @@ CoNLL format accepted:
       whitespace separates columns, so a token itself never contains whitespace);
     * sentences separated by blank lines; a line of only whitespace (e.g. a lone tab, as in the
       upstream WNUT-17 files) also counts as a sentence break;
-    * ``-DOCSTART-`` lines (CoNLL-2003 document markers) are skipped;
+    * ``-DOCSTART-`` lines (CoNLL-2003 document markers) are skipped (and end a sentence), so the
+      ``i``-th token of a sentence is on line ``Sentence.line + i``;
     * CRLF line endings, a UTF-8 byte-order mark and trailing whitespace are tolerated.
+
+Errors are :class:`DataFormatError` (a ``ValueError``) whose one-line message starts with ``path:line``.
+See ``docs/robustness.md`` for every case.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import json
+import os
+import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 @dataclass
@@ -35,21 +44,64 @@ class DataFormatError(ValueError):
     """A malformed input file; the message names ``path:line``."""
 
 
+def text_encoding(encoding: str) -> str:
+    """The codec to read with: ``utf-8-sig`` for UTF-8 (it drops a leading byte-order mark).
+
+    Raises:
+        ValueError: an encoding Python does not know, naming it.
+    """
+    try:
+        name = codecs.lookup(encoding).name
+    except (LookupError, TypeError):
+        raise ValueError(
+            f"encoding: expected a codec Python knows (utf-8, latin-1, cp1252, ...), got {encoding!r}"
+        ) from None
+    return "utf-8-sig" if name == "utf-8" else name
+
+
 def _open_text(path: Path, encoding: str):  # type: ignore[no-untyped-def]
+    enc = text_encoding(encoding)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
         raise DataFormatError(f"{path}: expected a file, got a directory")
-    # utf-8-sig strips a byte-order mark; newline=None turns CRLF into LF.
-    enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    # newline=None turns CRLF (and a lone CR) into LF.
     return path.open(encoding=enc, newline=None)
 
 
 def _decode_error(path: Path, line_no: int, encoding: str, err: UnicodeDecodeError) -> DataFormatError:
+    found = locate_decode_error(path, encoding, line_no)
+    where = f"{path}:{found[0]}: byte {found[1] + 1} of the line" if found else f"{path}:{line_no}"
     return DataFormatError(
-        f"{path}:{line_no}: file is not valid {encoding} ({err.reason} at byte {err.start}); "
+        f"{where}: file is not valid {encoding} ({err.reason}); "
         "pass the file's encoding with --encoding (for example --encoding latin-1)"
     )
+
+
+def locate_decode_error(path: str | Path, encoding: str, line_no: int = 1) -> tuple[int, int] | None:
+    """``(line, 0-based byte in the line)`` of the first bytes of ``path`` not valid in ``encoding``.
+
+    A text stream decodes blocks of several lines, so the line it was reading when the error came is
+    only a lower bound (``line_no``); the file is read again line by line in binary to find the line.
+    None when that fails (not a regular file, line breaks that are not one byte as in UTF-16).
+    """
+    number = 0
+    try:
+        with Path(path).open("rb") as handle:
+            for raw in handle:
+                number += 1
+                try:
+                    raw.decode(encoding)
+                except UnicodeDecodeError as err:
+                    head = raw[: err.start]  # a lone CR ends a line too (universal newlines)
+                    number += head.count(b"\r")
+                    if number < line_no:
+                        break
+                    return number, err.start - (head.rfind(b"\r") + 1)
+                number += raw.count(b"\r") - raw.endswith(b"\r\n")
+    except (OSError, LookupError):
+        pass
+    return None
 
 
 def read_conll(
@@ -92,6 +144,9 @@ def read_conll(
                         tokens, tags = [], []
                     continue
                 if columns[0] == "-DOCSTART-":
+                    if tokens:  # a document boundary is a sentence boundary
+                        yield Sentence(tokens, tags if tag_column is not None else None, start)
+                        tokens, tags = [], []
                     continue
                 if not n_columns:
                     n_columns = len(columns)
@@ -100,12 +155,18 @@ def read_conll(
                         raise DataFormatError(
                             f"{path}:{line_no}: expected at least {needed} columns "
                             f"(token column {token_column}, tag column {tag_column}), "
-                            f"got {n_columns}: {raw.rstrip()!r}"
+                            f"got {n_columns}: {raw.rstrip()[:200]!r}"
+                        )
+                    if tag_column is not None and tag_column % n_columns == token_column % n_columns:
+                        raise DataFormatError(
+                            f"{path}:{line_no}: expected a tag column besides the token column "
+                            f"(token column {token_column}, tag column {tag_column}), got {n_columns} "
+                            f"column(s): {raw.rstrip()[:200]!r}; is the file unlabelled?"
                         )
                 elif len(columns) != n_columns:
                     raise DataFormatError(
                         f"{path}:{line_no}: expected {n_columns} columns like the first line, "
-                        f"got {len(columns)}: {raw.rstrip()!r}"
+                        f"got {len(columns)}: {raw.rstrip()[:200]!r}"
                     )
                 if not tokens:
                     start = line_no
@@ -140,13 +201,36 @@ def read_jsonl(
             for line_no, raw in enumerate(handle, start=1):
                 if not raw.strip():
                     continue
-                try:
-                    record = json.loads(raw)
-                except json.JSONDecodeError as err:
-                    raise DataFormatError(f"{path}:{line_no}: invalid JSON ({err.msg})") from None
+                record = load_json_line(raw, f"{path}:{line_no}")
                 yield parse_record(record, f"{path}:{line_no}", line_no, require_tags=require_tags)
         except UnicodeDecodeError as err:
             raise _decode_error(path, line_no + 1, encoding, err) from None
+
+
+# a \uD800-\uDFFF escape: JSON can spell a lone surrogate, which is not text (tokenizers reject it)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def load_json_line(line: str, where: str) -> Any:
+    """``json.loads`` of one JSONL line, with every failure a :class:`DataFormatError` naming ``where``.
+
+    Besides syntax errors: nesting too deep for the parser, and ``\\ud800``-style escapes of a lone
+    surrogate (half of a UTF-16 pair), which no tokenizer accepts and no UTF-8 file can hold.
+    """
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataFormatError(f"{where}: invalid JSON ({err.msg})") from None
+    except RecursionError:
+        raise DataFormatError(f"{where}: invalid JSON (nested too deeply)") from None
+    if _SURROGATE_ESCAPE.search(line):
+        try:
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataFormatError(
+                f"{where}: expected Unicode text, got a lone surrogate escape (\\ud800-\\udfff not in a pair)"
+            ) from None
+    return record
 
 
 def parse_record(record: Any, where: str, line_no: int = 0, *, require_tags: bool = False) -> Sentence:
@@ -168,9 +252,28 @@ def parse_record(record: Any, where: str, line_no: int = 0, *, require_tags: boo
     return Sentence(list(tokens), list(tags) if tags is not None else None, line_no, extra)
 
 
+@contextlib.contextmanager
+def atomic_open(path: str | Path, encoding: str = "utf-8") -> Iterator[IO[str]]:
+    """Write text to a temporary file beside ``path``, renamed over ``path`` once complete.
+
+    A crash or an exception in the ``with`` block leaves ``path`` as it was (no half-written file that
+    looks complete); the temporary file is removed.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def write_conll(path: str | Path, sentences: list[tuple[list[str], list[str]]]) -> None:
-    """Write ``token tag`` lines with blank-line sentence breaks."""
-    with Path(path).open("w", encoding="utf-8") as handle:
+    """Write ``token tag`` lines with blank-line sentence breaks (atomically, see :func:`atomic_open`)."""
+    with atomic_open(path) as handle:
         for tokens, tags in sentences:
             handle.writelines(f"{tok} {tag}\n" for tok, tag in zip(tokens, tags, strict=True))
             handle.write("\n")

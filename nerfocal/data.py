@@ -26,8 +26,9 @@ from nerfocal.labels import (
     build_label_list,
     check_scheme,
     convert_tags,
-    count_invalid_iob2,
+    count_repairs,
     detect_scheme,
+    split_tag,
 )
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ class DataStats:
     truncated_sentences: int = 0  # sentences longer than max_length, truncated (long_sentences=truncate)
     truncated_words: int = 0
     empty_words: int = 0  # words with zero sub-words, replaced by the unknown token
-    repaired_tags: int = 0  # invalid IOB2 transitions (I-X after O / another type) repaired
+    repaired_tags: int = 0  # tags invalid in the input scheme (e.g. I-X after O in IOB2), repaired
     unknown_labels: int = 0  # labels unseen in training, mapped to O (unknown_labels=O)
 
     def as_dict(self) -> dict[str, int]:
@@ -81,23 +82,39 @@ class NerData:
         return [counts.get(label, 0) for label in self.label_list]
 
 
+def resolve_format(path: str | Path, file_format: str = "auto") -> str:
+    """``conll`` or ``jsonl``: ``file_format`` itself, or from the extension when ``auto``."""
+    if file_format == "auto":
+        return "jsonl" if Path(path).suffix.lower() in (".jsonl", ".json") else "conll"
+    if file_format not in ("conll", "jsonl"):
+        raise ValueError(f"file_format: expected auto, conll or jsonl, got {file_format!r}")
+    return file_format
+
+
 def read_file(
     path: str | Path, file_format: str = "auto", *, tag_column: int = -1, encoding: str = "utf-8"
 ) -> list[Sentence]:
-    """Read a labelled CoNLL or JSONL file (format from the extension when ``auto``)."""
+    """Read a labelled CoNLL or JSONL file (format from the extension when ``auto``).
+
+    ``Sentence.extra["source"]`` is ``path:line``; for CoNLL, word ``i`` is on line ``Sentence.line + i``.
+    """
     path = Path(path)
-    fmt = file_format
-    if fmt == "auto":
-        fmt = "jsonl" if path.suffix.lower() in (".jsonl", ".json") else "conll"
+    fmt = resolve_format(path, file_format)
     if fmt == "conll":
         sentences = list(read_conll(path, tag_column=tag_column, encoding=encoding))
-    elif fmt == "jsonl":
-        sentences = list(read_jsonl(path, encoding=encoding, require_tags=True))
     else:
-        raise ValueError(f"file_format: expected auto, conll or jsonl, got {file_format!r}")
+        sentences = list(read_jsonl(path, encoding=encoding, require_tags=True))
     for s in sentences:
         s.extra["source"] = f"{path}:{s.line}"
     return sentences
+
+
+def _where(sentence: Sentence, word: int, conll_path: str | None) -> str:
+    """Where word ``word`` of a sentence is: ``path:line`` of the word itself in a CoNLL file, else the
+    sentence's ``path:line`` (JSONL record, dataset row) and the word's position."""
+    if conll_path is not None and sentence.line:
+        return f"{conll_path}:{sentence.line + word}"
+    return f"{sentence.extra.get('source', '?')} (word {word + 1})"
 
 
 def read_hf_dataset(name: str | None, config_name: str | None, path: str | None) -> dict[str, list[Sentence]]:
@@ -134,22 +151,37 @@ def read_hf_dataset(name: str | None, config_name: str | None, path: str | None)
 def load_ner_data(cfg: Any) -> NerData:
     """Read every configured split and normalise its tags (``cfg`` is a :class:`~nerfocal.config.DataConfig`).
 
+    Tags that are invalid in the input scheme (``I-X`` after ``O`` in IOB2 data...) are repaired with
+    the conlleval chunk rule and counted (``Sentence.extra["repaired_tags"]``, logged per split); with
+    ``unknown_labels=O``, dev/test labels unseen in training become ``O`` and are counted
+    (``extra["unknown_labels"]``). :func:`encode_sentences` adds both counts to its :class:`DataStats`.
+
     Raises:
-        ValueError: no training data, an unknown tag scheme, or (with ``unknown_labels=error``) a
-            dev/test label never seen in training (the message lists the known labels).
+        ValueError: no training data, a data file without any sentence, an unknown tag scheme, a
+            malformed tag (naming ``path:line``), or (with ``unknown_labels=error``) a dev/test label
+            never seen in training (the message lists the known labels).
     """
     sentences: dict[str, list[Sentence]] = {}
     sources: dict[str, str] = {}
+    conll_paths: dict[str, str] = {}  # split -> path, for CoNLL files (word i of a sentence: line + i)
     if cfg.dataset_name or cfg.dataset_path:
         sentences = read_hf_dataset(cfg.dataset_name, cfg.dataset_config_name, cfg.dataset_path)
         sources = {k: f"{cfg.dataset_name or cfg.dataset_path}/{k}" for k in sentences}
     files = {"train": cfg.train_file, "validation": cfg.validation_file, "test": cfg.test_file}
+    keys = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
     for split, path in files.items():
         if path:
             sentences[split] = read_file(
                 path, cfg.file_format, tag_column=cfg.tag_column, encoding=cfg.encoding
             )
             sources[split] = str(path)
+            if not sentences[split]:
+                raise ValueError(
+                    f"{keys[split]}: {path}: no sentences (the file is empty or only blank lines); "
+                    "expected one token per line with its tag, sentences separated by blank lines"
+                )
+            if resolve_format(path, cfg.file_format) == "conll":
+                conll_paths[split] = str(path)
     if not sentences.get("train"):
         raise ValueError(
             "no training data: set train_file, dataset_name or dataset_path (the train split is empty)"
@@ -158,35 +190,74 @@ def load_ner_data(cfg: Any) -> NerData:
     target = check_scheme(cfg.label_scheme)
     if target == "IOB1":
         raise ValueError(f"label_scheme: expected IOB2 or BIOES, got {cfg.label_scheme!r}")
-    source = (
-        detect_scheme(s.tags or [] for s in sentences["train"])
-        if cfg.tag_scheme == "auto"
-        else check_scheme(cfg.tag_scheme)
-    )
     for split, sents in sentences.items():
         for s in sents:
+            for i, tag in enumerate(s.tags or []):
+                try:
+                    split_tag(tag)
+                except ValueError as err:
+                    raise ValueError(f"{_where(s, i, conll_paths.get(split))}: {err}") from None
+    if cfg.tag_scheme == "auto":
+        source = detect_scheme(s.tags or [] for s in sentences["train"])
+        logger.info("tag scheme of the data: %s (detected; set tag_scheme to override)", source)
+    else:
+        source = check_scheme(cfg.tag_scheme)
+    for split, sents in sentences.items():
+        repaired, first = 0, ""
+        for s in sents:
+            tags = s.tags or []
             try:
-                tags = s.tags or []
-                if source == "IOB2":
-                    s.extra["repaired_tags"] = count_invalid_iob2(tags)
+                n = count_repairs(tags, source)
                 s.tags = convert_tags(tags, source, target)
-            except ValueError as err:
-                raise ValueError(f"{s.extra.get('source', split)}: {err}") from None
+            except ValueError as err:  # a prefix the scheme does not use (E-/S- in IOB data)
+                allowed = "BIES" if source == "BIOES" else "BI"
+                i = next((i for i, t in enumerate(tags) if t != OUTSIDE and t[0] not in allowed), 0)
+                raise ValueError(f"{_where(s, i, conll_paths.get(split))}: {err}") from None
+            s.extra["repaired_tags"] = n
+            if n and not first:
+                first = str(s.extra.get("source", split))
+            repaired += n
+        if repaired:
+            logger.warning(
+                "%s: %d tag(s) in %d sentence(s) are not valid %s (e.g. I-X after O; first at %s); "
+                "repaired with the conlleval chunk rule",
+                split,
+                repaired,
+                sum(1 for s in sents if s.extra["repaired_tags"]),
+                source,
+                first,
+            )
     label_list = build_label_list((s.tags or [] for s in sentences["train"]), target)
+    if len(label_list) == 1:
+        raise ValueError(
+            f"{sources['train']}: the training data has no entity tags (only O), so there is nothing to "
+            "learn; expected B-/I- (or E-/S-) tags in the tag column (tag_column, default the last)"
+        )
     known = set(label_list)
     for split in ("validation", "test"):
+        mapped: Counter[str] = Counter()
         for s in sentences.get(split, []):
-            unseen = [t for t in s.tags or [] if t not in known]
+            unseen = [(i, t) for i, t in enumerate(s.tags or []) if t not in known]
             if not unseen:
                 continue
             if cfg.unknown_labels == "O":
                 s.extra["unknown_labels"] = len(unseen)
+                mapped.update(t for _, t in unseen)
                 s.tags = convert_tags([t if t in known else OUTSIDE for t in s.tags or []], target, target)
             else:
+                i, tag = unseen[0]
                 raise ValueError(
-                    f"{s.extra.get('source', split)}: label {unseen[0]!r} never occurs in the training data; "
-                    f"known labels: {', '.join(label_list)} (set unknown_labels: O to map unseen labels to O)"
+                    f"{_where(s, i, conll_paths.get(split))}: label {tag!r} never occurs in the training "
+                    f"data; known labels: {', '.join(label_list)} (set unknown_labels: O to map unseen "
+                    "labels to O)"
                 )
+        if mapped:
+            logger.warning(
+                "%s: %d tag(s) never seen in training mapped to O (unknown_labels: O): %s",
+                split,
+                sum(mapped.values()),
+                ", ".join(f"{t} x{n}" for t, n in mapped.most_common()),
+            )
     return NerData(sentences, label_list, target, sources)
 
 
@@ -232,6 +303,8 @@ def encode_sentences(
     if long_sentences not in ("split", "truncate"):
         raise ValueError(f"long_sentences: expected 'split' or 'truncate', got {long_sentences!r}")
     stats = DataStats(sentences=len(sentences))
+    stats.repaired_tags = sum(int(s.extra.get("repaired_tags", 0)) for s in sentences)
+    stats.unknown_labels = sum(int(s.extra.get("unknown_labels", 0)) for s in sentences)
     budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     if budget < 1:
         raise ValueError(

@@ -95,16 +95,42 @@ def spans_to_tags(spans: Iterable[tuple[str, int, int]], length: int, scheme: st
 
 
 def convert_tags(tags: Sequence[str], source: str, target: str) -> list[str]:
-    """Convert a tag sequence between IOB1, IOB2 and BIOES (chunks are kept exactly)."""
+    """Convert a tag sequence between IOB1, IOB2 and BIOES (chunks are kept exactly).
+
+    The output is always valid in ``target``, also when ``source == target``: tags that are invalid in
+    their scheme (``I-X`` after ``O`` in IOB2, a lone ``B-X`` in BIOES...) are read with the conlleval
+    chunk rule and rewritten (see :func:`count_repairs`).
+
+    Raises:
+        ValueError: an unknown scheme, a malformed tag, or a prefix the source scheme does not use.
+    """
     source, target = check_scheme(source), check_scheme(target)
-    allowed = _PREFIXES[source]
+    _check_prefixes(tags, source)
+    return spans_to_tags(tags_to_spans(tags), len(tags), target)
+
+
+def _check_prefixes(tags: Sequence[str], scheme: str) -> None:
+    allowed = _PREFIXES[scheme]
     for tag in tags:
         prefix, _ = split_tag(tag)
         if prefix != OUTSIDE and prefix not in allowed:
-            raise ValueError(f"expected {source} tags (prefixes {'/'.join(allowed)}), got {tag!r}")
-    if source == target:
-        return list(tags)
-    return spans_to_tags(tags_to_spans(tags), len(tags), target)
+            raise ValueError(f"expected {scheme} tags (prefixes {'/'.join(allowed)}), got {tag!r}")
+
+
+def count_repairs(tags: Sequence[str], scheme: str) -> int:
+    """Number of tags that are not valid in ``scheme`` and that :func:`convert_tags` rewrites.
+
+    The chunks are read with the conlleval rule, as IOB1 and conlleval do: ``I-X`` after ``O`` or after
+    another type starts a chunk (IOB2 repairs it to ``B-X``); in BIOES a chunk left open becomes
+    ``E-X``/``S-X``. Valid sequences give 0.
+
+    Raises:
+        ValueError: as :func:`convert_tags`.
+    """
+    scheme = check_scheme(scheme)
+    _check_prefixes(tags, scheme)
+    canonical = spans_to_tags(tags_to_spans(tags), len(tags), scheme)
+    return sum(a != b for a, b in zip(tags, canonical, strict=True))
 
 
 def count_invalid_iob2(tags: Sequence[str]) -> int:
@@ -119,17 +145,24 @@ def count_invalid_iob2(tags: Sequence[str]) -> int:
 
 
 def detect_scheme(sequences: Iterable[Sequence[str]]) -> str:
-    """Guess the scheme of labelled data: BIOES if any E-/S- tag, IOB1 if a chunk starts with I-.
+    """Guess the scheme of labelled data: BIOES if any E-/S- tag; else IOB1 if more chunks start with
+    ``I-`` than with ``B-``, else IOB2.
 
-    IOB2 data never starts a chunk with ``I-``; IOB1 data (CoNLL-2003) does at almost every chunk.
+    IOB1 data (CoNLL-2003) starts almost every chunk with ``I-`` and uses ``B-`` only between two
+    adjacent chunks of one type; IOB2 data starts every chunk with ``B-``, so a few ``I-X`` after ``O``
+    in IOB2 data are errors to repair (:func:`count_repairs`), not a sign of IOB1.
     """
-    invalid = 0
+    starts = {"B": 0, "I": 0}
     for tags in sequences:
-        prefixes = {split_tag(t)[0] for t in tags}
-        if prefixes & {"E", "S"}:
-            return "BIOES"
-        invalid += count_invalid_iob2(tags)
-    return "IOB1" if invalid else "IOB2"
+        previous = ""
+        for tag in tags:
+            prefix, etype = split_tag(tag)
+            if prefix in ("E", "S"):
+                return "BIOES"
+            if prefix in starts and etype != previous:
+                starts[prefix] += 1
+            previous = etype if prefix != OUTSIDE else ""
+    return "IOB1" if starts["I"] > starts["B"] else "IOB2"
 
 
 def build_label_list(sequences: Iterable[Sequence[str]], scheme: str = "IOB2") -> list[str]:

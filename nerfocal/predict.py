@@ -11,7 +11,8 @@ Pipeline for a chunk of documents (a bounded buffer, so memory stays flat on any
    context on both sides (vectorised with ``scatter_reduce``);
 3. windows are sorted by length and run in batches of at most ``batch_tokens`` padded tokens;
 4. the first sub-word's log-probabilities (logits divided by the model's temperature) are decoded
-   per document, by constrained Viterbi (default) or argmax, vectorised over documents.
+   per document, by constrained Viterbi (default) or argmax, vectorised over documents (a document
+   longer than ``VITERBI_SEGMENT`` words: over overlapping segments of it).
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ logger = logging.getLogger(__name__)
 _OFFSET_POSITION_MODELS = frozenset({"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text"})
 # byte-level BPE tokenizers need a prefix space to tokenize pre-split words (as in training)
 _PREFIX_SPACE_MODELS = frozenset({"roberta", "gpt2", "bart", "longformer", "deberta", "mpnet"})
+# Viterbi loops over positions: documents longer than this many words are decoded as a batch of
+# overlapping segments (see Predictor._viterbi_segments), so no sequential pass spans a huge document
+VITERBI_SEGMENT = 1024
+VITERBI_OVERLAP = 128
 
 
 def _one_line(err: BaseException) -> str:
@@ -279,7 +284,20 @@ class Predictor:
         log_probs = self._word_log_probs(word_lists)  # [total_words, C]
         lengths = torch.tensor([len(words) for words in word_lists])
         offsets = torch.cumsum(lengths, 0) - lengths
+
+        def store(row: int, tag_ids: torch.Tensor, probs: torch.Tensor) -> None:
+            doc_index = nonempty[row]
+            n = len(documents[doc_index].words)
+            results[doc_index].tags = [self.labels[t] for t in tag_ids[:n].tolist()]
+            results[doc_index].scores = probs[:n].tolist()
+
         order = torch.argsort(lengths, descending=True, stable=True).tolist()
+        if self.decode == "viterbi":  # very long documents: Viterbi in overlapping segments
+            while order and int(lengths[order[0]]) > VITERBI_SEGMENT:
+                row, order = order[0], order[1:]
+                doc_log_probs = log_probs[int(offsets[row]) : int(offsets[row] + lengths[row])]  # [T, C]
+                tag_ids = self._viterbi_segments(doc_log_probs)  # [T]
+                store(row, tag_ids, doc_log_probs.gather(1, tag_ids.unsqueeze(1)).squeeze(1).exp())
         budget = max(self.batch_tokens * 16, int(lengths.max()))
         while order:  # groups of similar length, at most `budget` padded word positions each
             steps = int(lengths[order[0]])
@@ -290,12 +308,54 @@ class Predictor:
             group_log_probs = log_probs[gather]  # [B, T, C]
             tag_ids = decode(group_log_probs, lengths[index], self.decode, self.constraints)  # [B, T]
             probs = group_log_probs.gather(2, tag_ids.unsqueeze(2)).squeeze(2).exp()  # [B, T]
-            for row, (tags, scores) in enumerate(zip(tag_ids.tolist(), probs.tolist(), strict=True)):
-                doc_index = nonempty[group[row]]
-                n = len(documents[doc_index].words)
-                results[doc_index].tags = [self.labels[t] for t in tags[:n]]
-                results[doc_index].scores = scores[:n]
+            for k, row in enumerate(group):
+                store(row, tag_ids[k], probs[k])
         return results
+
+    def _viterbi_segments(self, log_probs: torch.Tensor) -> torch.Tensor:
+        """Viterbi over one long document as a batch of overlapping segments, stitched where they agree.
+
+        Segments of ``VITERBI_SEGMENT`` words overlap by at least ``VITERBI_OVERLAP``; they are decoded
+        together (time and memory no longer grow with one sequential pass over the whole document).
+        Consecutive paths are joined at the position of their overlap nearest its middle where both
+        chose the same tag: each part keeps its own valid transitions, so the result is a valid
+        sequence. Paths that never agree (not seen in practice) are joined at the middle, with a warning.
+
+        Args:
+            log_probs: float tensor ``[T, C]``, ``T > VITERBI_SEGMENT``.
+
+        Returns:
+            long tensor ``[T]`` of tag ids.
+        """
+        total = log_probs.shape[0]
+        size, step = VITERBI_SEGMENT, VITERBI_SEGMENT - VITERBI_OVERLAP
+        starts = [*range(0, total - size, step), total - size]
+        index = torch.tensor(starts)[:, None] + torch.arange(size)  # [K, size]
+        per_group = max(1, self.batch_tokens * 16 // size)
+        paths = torch.cat(
+            [
+                decode(
+                    log_probs[index[g : g + per_group]],  # [k, size, C]
+                    torch.full((len(index[g : g + per_group]),), size),
+                    "viterbi",
+                    self.constraints,
+                )
+                for g in range(0, len(starts), per_group)
+            ]
+        )  # [K, size]
+        out = torch.empty(total, dtype=torch.long)
+        out[:size] = paths[0]
+        for k in range(1, len(starts)):
+            begin, end = starts[k], starts[k - 1] + size  # the overlap [begin, end)
+            agree = (out[begin:end] == paths[k, : end - begin]).nonzero().squeeze(1)
+            middle = (end - begin) // 2
+            if len(agree):
+                cut = int(agree[(agree - middle).abs().argmin()])
+            else:
+                cut = middle
+                logger.warning("viterbi segments disagree over a whole overlap at word %d", begin + cut)
+            out[begin + cut : starts[k] + size] = paths[k, cut:]
+        return out
 
     def _tokenize(self, word_lists: list[list[str]]) -> tuple[list[list[int]], torch.Tensor, torch.Tensor]:
         """Sub-word ids per window, word ids (long ``[R, L]``, -1 off words), window documents ``[R]``."""

@@ -14,18 +14,26 @@ How the loss is normalised (read against transformers 5.x ``Trainer.training_ste
   batch b equals 1 process x batch N*b.
 
 The loss is normalised in exactly this one place; the loss functions are called with ``reduction="sum"``.
+
+Interrupting and resuming (see :mod:`nerfocal.resume`): a checkpoint holds the weights, optimizer,
+scheduler, RNG states (one file per process) and the step; on resume ``Trainer`` skips the batches already
+seen in the current epoch. The length-grouped shuffle is seeded with ``seed + epoch`` and groups whole
+optimizer steps (:class:`EpochLengthGroupedSampler`), so a resumed run sees the same batches as an
+uninterrupted one in every epoch, and N processes x batch b the batches of 1 process x batch N*b.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import SequentialSampler
 from transformers import Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from nerfocal.losses import IGNORE_INDEX, compute_loss, resolve_alpha
 
@@ -94,9 +102,10 @@ class FocalLossTrainer(Trainer):
             if step < warmup:
                 return "ce", {}  # the warm-up is plain cross-entropy (no alpha)
             if warmup and not self._switch_logged:
-                logger.info("step %d: cross-entropy warm-up done, switching to %s loss", step, name)
-                self.state.log_history.append({"step": step, "loss_switch": name})
                 self._switch_logged = True
+                if step == warmup:  # a run resumed past the switch has it in its log_history already
+                    logger.info("step %d: cross-entropy warm-up done, switching to %s loss", step, name)
+                    self.state.log_history.append({"step": step, "loss_switch": name})
             if cfg.gamma_ramp_steps:
                 ramp = min(1.0, (step - warmup) / cfg.gamma_ramp_steps)
         return name, self.loss_params(name, ramp)
@@ -118,6 +127,24 @@ class FocalLossTrainer(Trainer):
         return params
 
     # ---- Trainer hooks -----------------------------------------------------------------------
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler:
+            # transformers' length-grouped shuffle draws from the global RNG, whose state at the start of an
+            # epoch a resumed run cannot reproduce, and groups per process; seed it with (seed, epoch) and
+            # group by the batch of a whole optimizer step, so that N processes x batch b get the batches
+            # of 1 process x batch N*b (accelerate deals consecutive batches to the processes in turn)
+            args = self.args
+            seed = args.data_seed if args.data_seed is not None else args.seed
+            step_batch = args.train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+            sampler = EpochLengthGroupedSampler(step_batch, sampler.lengths, seed, self._epoch_index)
+        return sampler
+
+    def _epoch_index(self) -> int:
+        # The epoch the training loop is in, as Trainer counts it (also right after a resume: state.epoch
+        # is restored from the checkpoint before the epoch's first batch is drawn).
+        return math.floor(self.state.epoch or 0)
 
     def _get_eval_sampler(self, eval_dataset: Any) -> Any:
         # transformers also groups *evaluation* batches by length (a seeded shuffle) when
@@ -178,6 +205,65 @@ class FocalLossTrainer(Trainer):
             f"step {step}: the training loss is NaN or infinite ({cause}); model saved to {path}. "
             "Try a lower learning_rate, fp32 instead of fp16, or max_grad_norm."
         )
+
+    # ---- atomic saves (docs/robustness.md) ----------------------------------------------------
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """Save into a temporary folder inside ``output_dir``, then rename each file into place.
+
+        A crash while writing never leaves a truncated ``model.safetensors`` / ``config.json`` /
+        tokenizer file under its final name; weight files of an earlier save that this one does not
+        write (other shards) are removed, as ``save_pretrained`` does.
+        """
+        import os
+        import shutil
+        import tempfile
+
+        folder = str(output_dir if output_dir is not None else self.args.output_dir)
+        if not self.args.should_save:  # non-writing ranks only take part in collectives
+            super()._save(folder, state_dict)
+            return
+        os.makedirs(folder, exist_ok=True)
+        staging = tempfile.mkdtemp(dir=folder, prefix=".saving-")
+        try:
+            super()._save(staging, state_dict)
+            written = set(os.listdir(staging))
+            for name in os.listdir(folder):
+                if name not in written and name.startswith("model") and ".safetensors" in name:
+                    os.remove(os.path.join(folder, name))
+            for name in sorted(written):
+                target = os.path.join(folder, name)
+                if os.path.isdir(target) and not os.path.islink(target):
+                    shutil.rmtree(target)
+                os.replace(os.path.join(staging, name), target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+class EpochLengthGroupedSampler(LengthGroupedSampler):
+    """``LengthGroupedSampler`` whose shuffle depends only on ``seed + epoch``.
+
+    Every process draws the same order, and a run resumed in epoch ``e`` draws the order the
+    uninterrupted run drew in epoch ``e`` (transformers' sampler uses the global RNG, which by then
+    has moved on by an amount a resumed run does not know).
+
+    Args:
+        batch_size: indices are grouped into batches of this size (the examples of one optimizer step:
+            per-device batch x accumulation steps x processes).
+        lengths: length of every example.
+        seed: base seed (``data_seed`` or ``seed``).
+        epoch: returns the current epoch (0-based) when an epoch's order is drawn.
+    """
+
+    def __init__(self, batch_size: int, lengths: Sequence[int], seed: int, epoch: Callable[[], int]) -> None:
+        super().__init__(batch_size, lengths=list(lengths))
+        self.seed = int(seed)
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch())
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
 
 def find_classifier(model: nn.Module) -> nn.Linear:

@@ -13,7 +13,7 @@ python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0" || python -m pip install -q torch
 python -m pip install -q -e ".[dev]"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-ruff check nerfocal scripts tests
-ruff format --check nerfocal scripts tests
+ruff check nerfocal scripts tests benchmarks
+ruff format --check nerfocal scripts tests benchmarks
 mypy
 python -m pytest -q "$@"

@@ -1,0 +1,347 @@
+"""The report's sections as format-neutral blocks, rendered to self-contained HTML and to Markdown.
+
+:func:`build_blocks` reads a run directory and draws the figures (PNG files in ``image_dir``, the
+same bytes embedded in the HTML). When matplotlib is missing the report keeps its tables and says
+which figures are left out.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nerfocal.report import (
+    CONFIG_KEYS,
+    SECTIONS,
+    WordPredictions,
+    classify_errors,
+    confusion_matrix,
+    error_example,
+    error_summary,
+    reliability_arrays,
+)
+
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Text:
+    text: str
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Image:
+    name: str  # file name in the image folder
+    alt: str
+    data: bytes = field(repr=False)
+
+
+@dataclass
+class Code:
+    text: str
+    summary: str = ""  # non-empty: folded under this summary
+
+
+Block = Heading | Text | Table | Image | Code
+
+
+def build_blocks(
+    run: Path,
+    image_dir: Path,
+    split: str | None,
+    words: WordPredictions | None,
+    source: str | None,
+    max_examples: int = 3,
+) -> list[Block]:
+    """Every section of :data:`nerfocal.report.SECTIONS`, in order, for the run in ``run``."""
+    from nerfocal.metrics import entity_metrics, expected_calibration_error
+    from nerfocal.report import read_json
+
+    results = read_json(run / "eval_results.json") or {}
+    state = read_json(run / "trainer_state.json")
+    config_path = run / "nerfocal_config.yaml"
+    if not (results or state or words is not None or config_path.is_file()):
+        raise ValueError(
+            f"{run}: nothing to report; expected eval_results.json, trainer_state.json or "
+            "predictions_<split>.jsonl (a training output directory), or --data FILE"
+        )
+    order = {"validation": 0, "test": 1}
+    scores = {
+        k: v
+        for k, v in sorted(results.items(), key=lambda kv: (order.get(kv[0], 2), kv[0]))
+        if isinstance(v, dict) and "f1" in v
+    }
+    if words is not None and (source is not None or split not in scores):
+        # predictions not from this run's evaluation (e.g. --data FILE): score them here
+        split = source or split or "data"
+        scores = {split: {**entity_metrics(words.gold, words.pred), "tokens": _n_words(words)}}
+        confidence, correct = reliability_arrays(words)
+        if len(confidence):
+            scores[split]["ece"] = expected_calibration_error(confidence, correct)
+    figures = _Figures(image_dir)
+    blocks: list[Block] = [Heading(f"nerfocal report: {run.name or run}", 1)]
+    if words is not None:
+        blocks.append(Text(f"Word-level analysis on: {source or f'the {split} split'}."))
+
+    blocks.append(Heading(SECTIONS[0]))
+    if config_path.is_file():
+        import yaml
+
+        text = config_path.read_text(encoding="utf-8")
+        config = yaml.safe_load(text) or {}
+        rows = [[key, _value(config[key])] for key in CONFIG_KEYS if config.get(key) not in (None, 0)]
+        blocks += [Table(["option", "value"], rows), Code(text, "full configuration (nerfocal_config.yaml)")]
+    else:
+        blocks.append(Text("No nerfocal_config.yaml in this directory."))
+
+    blocks.append(Heading(SECTIONS[1]))
+    if scores:
+        blocks.append(Text("Entity-level seqeval scores and word-level accuracy and ECE, in percent."))
+        header = ["split", "precision", "recall", "F1", "macro F1", "accuracy", "ECE", "NLL", "temperature"]
+        rows = [
+            [
+                name,
+                *(_pct(m.get(k)) for k in ("precision", "recall", "f1", "macro_f1", "accuracy", "ece")),
+                _num(m.get("nll")),
+                _num(m.get("temperature")),
+            ]
+            for name, m in scores.items()
+        ]
+        blocks.append(Table(header, rows))
+    else:
+        blocks.append(Text("No scores: eval_results.json is missing and no data was given."))
+    chosen = scores.get(split or "") or next(iter(scores.values()), None)
+    chosen_name = split if split in scores else next(iter(scores), "")
+    if chosen and chosen.get("per_type"):
+        per_type = chosen["per_type"]
+        rows = [
+            [t, _pct(m["precision"]), _pct(m["recall"]), _pct(m["f1"]), str(m["support"])]
+            for t, m in sorted(per_type.items())
+        ]
+        rows.append(
+            [
+                "micro avg",
+                _pct(chosen["precision"]),
+                _pct(chosen["recall"]),
+                _pct(chosen["f1"]),
+                str(sum(m["support"] for m in per_type.values())),
+            ]
+        )
+        blocks += [
+            Heading(f"Per-type scores ({chosen_name})", 3),
+            Table(["type", "P", "R", "F1", "support"], rows),
+        ]
+
+    blocks.append(Heading(SECTIONS[2]))
+    if chosen and chosen.get("per_type"):
+        blocks += figures.draw(
+            "per_type_f1",
+            "F1 per entity type",
+            "plot_per_type_f1",
+            chosen["per_type"],
+            title=f"F1 per entity type, {chosen_name} (support in brackets)",
+        )
+    else:
+        blocks.append(Text("No per-type scores."))
+
+    blocks.append(Heading(SECTIONS[3]))
+    if state and state.get("log_history"):
+        blocks += figures.draw("training", "training curves", "plot_training", state["log_history"])
+    else:
+        blocks.append(Text("No trainer_state.json (log history) in this directory."))
+
+    no_words = Text(
+        "No word-level predictions: training writes predictions_<split>.jsonl; for a model directory run "
+        "`nerfocal report DIR --data FILE`."
+    )
+    blocks.append(Heading(SECTIONS[4]))
+    if words is not None:
+        matrix, labels = confusion_matrix(words.gold, words.pred)
+        blocks.append(Text(f"{int(matrix.sum())} words; rows are gold types, columns predicted types."))
+        blocks += figures.draw("confusion", "confusion matrix", "plot_confusion", matrix, labels)
+        rows = [[f"**{g}**", *(str(int(n)) for n in row)] for g, row in zip(labels, matrix, strict=True)]
+        blocks.append(Table(["gold \\ pred", *labels], rows))
+    else:
+        blocks.append(no_words)
+
+    blocks.append(Heading(SECTIONS[5]))
+    calibration = reliability_arrays(words) if words is not None else None
+    if calibration is not None and len(calibration[0]):
+        confidence, correct = calibration
+        ece = expected_calibration_error(confidence, correct)
+        blocks.append(
+            Text(f"{len(confidence)} words; word-level ECE {100 * ece:.2f}% (15 equal-width bins).")
+        )
+        blocks += figures.draw("reliability", "reliability diagram", "plot_reliability", confidence, correct)
+    else:
+        blocks.append(Text("No calibration data (per-word confidences) for this run."))
+
+    blocks.append(Heading(SECTIONS[6]))
+    if words is not None:
+        cases = classify_errors(words.gold, words.pred)
+        summary = error_summary(cases)
+        rows = [
+            [
+                kind,
+                str(s["count"]),
+                str(s["false_positives"]),
+                str(s["false_negatives"]),
+                ", ".join(f"{t} {n}" for t, n in list(s["by_type"].items())[:4]),
+            ]
+            for kind, s in summary.items()
+        ]
+        blocks.append(
+            Text(
+                f"{len(cases)} errors. Each seqeval false positive (FP) and false negative (FN) is in "
+                "exactly one kind: a wrong type or boundary is one FP plus one FN."
+            )
+        )
+        blocks.append(Table(["kind", "count", "FP", "FN", "most frequent"], rows))
+        for kind, s in summary.items():
+            examples = [c for c in cases if c.kind == kind][:max_examples]
+            if examples:
+                rows = [[_code(line) for line in error_example(words, c)] for c in examples]
+                blocks += [Heading(f"{kind} ({s['count']})", 3), Table(["gold", "predicted"], rows)]
+    else:
+        blocks.append(no_words)
+    if figures.missing:
+        blocks.append(Text(f"Figures left out: {figures.missing}"))
+    return blocks
+
+
+class _Figures:
+    """Draws each figure once into the image folder; remembers why figures are missing."""
+
+    def __init__(self, image_dir: Path) -> None:
+        self.image_dir = image_dir
+        self.missing = ""
+
+    def draw(self, name: str, alt: str, function: str, *args: Any, **kwargs: Any) -> list[Block]:
+        try:
+            from nerfocal import plots
+
+            data = getattr(plots, function)(*args, path=self.image_dir / f"{name}.png", **kwargs)
+        except ModuleNotFoundError as err:
+            self.missing = str(err)
+            return [Text(f"({alt}: matplotlib is not installed)")]
+        return [Image(f"{name}.png", alt, data)]
+
+
+def _code(text: str) -> str:
+    return "`" + text.replace("`", "'") + "`"
+
+
+def _n_words(words: WordPredictions) -> int:
+    return sum(len(g) for g in words.gold)
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * value:.2f}" if isinstance(value, (int, float)) else ""
+
+
+def _num(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else ""
+
+
+def _value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+# ---- rendering ---------------------------------------------------------------------------------
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; }
+table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; }
+th { background: #f2f2f2; }
+td { font-variant-numeric: tabular-nums; }
+img { max-width: 100%; }
+pre { background: #f6f6f6; padding: 0.6rem; overflow-x: auto; font-size: 0.8rem; }
+"""
+
+
+def render_html(blocks: list[Block]) -> str:
+    """One self-contained HTML page: styles inline, images as base64 data URIs."""
+    title = next((b.text for b in blocks if isinstance(b, Heading)), "nerfocal report")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+    ]
+    for block in blocks:
+        if isinstance(block, Heading):
+            parts.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
+        elif isinstance(block, Text):
+            parts.append(f"<p>{_inline_html(block.text)}</p>")
+        elif isinstance(block, Table):
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>" for row in block.rows
+            )
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif isinstance(block, Image):
+            data = base64.b64encode(block.data).decode("ascii")
+            parts.append(f'<p><img alt="{html.escape(block.alt)}" src="data:image/png;base64,{data}"></p>')
+        elif isinstance(block, Code):
+            pre = f"<pre>{html.escape(block.text)}</pre>"
+            parts.append(
+                f"<details><summary>{html.escape(block.summary)}</summary>{pre}</details>"
+                if block.summary
+                else pre
+            )
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def render_markdown(blocks: list[Block], image_dir: str = "report") -> str:
+    """Markdown with relative image links into ``image_dir`` (where the PNG files were written)."""
+    parts = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            parts.append(f"{'#' * block.level} {block.text}")
+        elif isinstance(block, Text):
+            parts.append(block.text)
+        elif isinstance(block, Table):
+            lines = ["| " + " | ".join(_cell(h) for h in block.header) + " |"]
+            lines.append("|" + "---|" * len(block.header))
+            lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in block.rows]
+            parts.append("\n".join(lines))
+        elif isinstance(block, Image):
+            parts.append(f"![{block.alt}]({image_dir}/{block.name})")
+        elif isinstance(block, Code):
+            fenced = f"```\n{block.text.rstrip()}\n```"
+            parts.append(
+                f"<details><summary>{block.summary}</summary>\n\n{fenced}\n\n</details>"
+                if block.summary
+                else fenced
+            )
+    return "\n\n".join(parts) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _inline_html(text: str) -> str:
+    """Escape, then render the two inline marks the blocks use: **bold** and `code`."""
+    out = html.escape(text)
+    if out.startswith("**") and out.endswith("**") and len(out) > 4:
+        out = f"<b>{out[2:-2]}</b>"
+    pieces = out.split("`")
+    if len(pieces) % 2 == 1:
+        out = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces))
+    return out
