@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -136,22 +135,10 @@ def open_output(path: str) -> Iterator[IO[str]]:
         yield sys.stdout
         sys.stdout.flush()
         return
-    target = Path(path)
-    if target.is_dir():
-        raise ValueError(f"{target}: expected an output file, got a directory")
-    if not target.parent.is_dir():
-        raise FileNotFoundError(f"{target}: the output directory {target.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(
-        dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            yield handle
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    from nerfocal.conll import atomic_open
+
+    with atomic_open(path) as handle:
+        yield handle
 
 
 def check_input(path: str) -> Path:

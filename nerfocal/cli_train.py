@@ -104,20 +104,87 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def load_model(model_cfg: Any, loss_cfg: Any, scheme: str, label_list: list[str], counts: list[int]) -> Any:
+    """The tokenizer and a token-classification model with a fresh head of ``len(label_list)`` labels."""
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    from nerfocal.config import FOCAL_FAMILY
+    from nerfocal.trainer import init_classifier_bias
+
+    id2label = dict(enumerate(label_list))
+    label2id = {label: i for i, label in id2label.items()}
+    model_path = resolve_model_path(model_cfg.model_name_or_path)
+    tokenizer = load_tokenizer(model_cfg.tokenizer_name or model_path, model_cfg.trust_remote_code)
+    config = AutoConfig.from_pretrained(model_path, trust_remote_code=model_cfg.trust_remote_code)
+    config.num_labels = len(label_list)
+    config.id2label, config.label2id = id2label, label2id
+    model = AutoModelForTokenClassification.from_pretrained(
+        model_path,
+        config=config,
+        use_safetensors=True,  # never unpickle weights
+        ignore_mismatched_sizes=True,  # a checkpoint with another head gets a fresh one of our size
+        trust_remote_code=model_cfg.trust_remote_code,
+    )
+    model.config.nerfocal_tag_scheme = scheme
+    model.config.nerfocal_temperature = 1.0
+    prior = model_cfg.prior_init if model_cfg.prior_init is not None else loss_cfg.loss in FOCAL_FAMILY
+    if prior:
+        bias = init_classifier_bias(model, counts, model_cfg.prior_floor)
+        logger.info(
+            "prior init: classifier bias = log(label frequency): %s", [round(float(b), 3) for b in bias]
+        )
+
+    return tokenizer, model
+
+
+def evaluate_splits(
+    trainer: Any, evals: dict[str, Any], id2label: dict[int, str], data_cfg: Any, loss_cfg: Any
+) -> Any:
+    """Predict every eval split once, fit the temperature on dev, score with and without it.
+
+    Returns:
+        ``(metrics per split, raw (logits, labels) per split, temperature)``.
+    """
+    from nerfocal.evaluation import predict_logits, score_logits
+    from nerfocal.metrics import fit_temperature
+
+    raw = {split: predict_logits(trainer, feats) for split, (feats, *_) in evals.items()}
+    temperature = 1.0
+    if loss_cfg.temperature_scaling and "validation" in raw:
+        temperature = fit_temperature(*raw["validation"])
+        logger.info("temperature scaling: T = %.4f (fitted on the dev set)", temperature)
+    results: dict[str, Any] = {}
+    for split, (logits, labels) in raw.items():
+        _, windows, sentences, _ = evals[split]
+        score = {
+            "windows": windows,
+            "sentences": sentences,
+            "id2label": id2label,
+            "strict": data_cfg.strict_metrics,
+        }
+        metrics, _ = score_logits(logits, labels, temperature=temperature, **score)
+        if loss_cfg.temperature_scaling:
+            before, _ = score_logits(logits, labels, **score)
+            metrics["ece_before_temperature"] = before["ece"]
+            metrics["nll_before_temperature"] = before["nll"]
+            metrics["temperature"] = temperature
+        results[split] = metrics
+    return results, raw, temperature
+
+
 def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> int:
     from transformers import (
-        AutoConfig,
-        AutoModelForTokenClassification,
         DataCollatorForTokenClassification,
         set_seed,
     )
 
-    from nerfocal.config import FOCAL_FAMILY, save_config
+    from nerfocal.config import save_config
     from nerfocal.data import encode_sentences, load_ner_data
-    from nerfocal.evaluation import make_compute_metrics, predict_logits, score_logits
-    from nerfocal.metrics import fit_temperature, format_report, write_json_atomic, write_text_atomic
+    from nerfocal.evaluation import make_compute_metrics
+    from nerfocal.losses import resolve_alpha
+    from nerfocal.metrics import format_report, write_json_atomic, write_text_atomic
     from nerfocal.resume import StopOnSignal, resolve_resume_checkpoint
-    from nerfocal.trainer import FocalLossTrainer, init_classifier_bias
+    from nerfocal.trainer import FocalLossTrainer
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     main_process = args.process_index == 0
@@ -135,27 +202,9 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> int:
     train_sentences = data.sentences["train"][: data_cfg.max_train_samples]
     counts = data.label_counts()
     logger.info("labels (%d): %s", len(label_list), " ".join(label_list))
+    resolve_alpha(loss_cfg.alpha, label_list, counts)  # an alpha that does not fit the labels fails now
 
-    model_path = resolve_model_path(model_cfg.model_name_or_path)
-    tokenizer = load_tokenizer(model_cfg.tokenizer_name or model_path, model_cfg.trust_remote_code)
-    config = AutoConfig.from_pretrained(model_path, trust_remote_code=model_cfg.trust_remote_code)
-    config.num_labels = len(label_list)
-    config.id2label, config.label2id = id2label, label2id
-    model = AutoModelForTokenClassification.from_pretrained(
-        model_path,
-        config=config,
-        use_safetensors=True,  # never unpickle weights
-        ignore_mismatched_sizes=True,  # a checkpoint with another head gets a fresh one of our size
-        trust_remote_code=model_cfg.trust_remote_code,
-    )
-    model.config.nerfocal_tag_scheme = data.scheme
-    model.config.nerfocal_temperature = 1.0
-    prior = model_cfg.prior_init if model_cfg.prior_init is not None else loss_cfg.loss in FOCAL_FAMILY
-    if prior:
-        bias = init_classifier_bias(model, counts, model_cfg.prior_floor)
-        logger.info(
-            "prior init: classifier bias = log(label frequency): %s", [round(float(b), 3) for b in bias]
-        )
+    tokenizer, model = load_model(model_cfg, loss_cfg, data.scheme, label_list, counts)
 
     max_len = min(
         data_cfg.max_length,
@@ -222,39 +271,18 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> int:
         },
         "data": stats,
     }
-    raw: dict[str, Any] = {}
-    for split, (feats, *_) in evals.items():
-        raw[split] = predict_logits(trainer, feats)
-    temperature = 1.0
-    if loss_cfg.temperature_scaling and "validation" in raw:
-        temperature = fit_temperature(*raw["validation"])
-        model.config.nerfocal_temperature = temperature
-        logger.info("temperature scaling: T = %.4f (fitted on the dev set)", temperature)
-    reports = []
-    for split, (logits, labels) in raw.items():
-        feats, windows, sentences, _ = evals[split]
-        metrics, _ = score_logits(
-            logits,
-            labels,
-            windows,
-            sentences,
-            id2label,
-            strict=data_cfg.strict_metrics,
-            temperature=temperature,
-        )
-        if temperature != 1.0 or loss_cfg.temperature_scaling:
-            before, _ = score_logits(
-                logits, labels, windows, sentences, id2label, strict=data_cfg.strict_metrics
-            )
-            metrics["ece_before_temperature"] = before["ece"]
-            metrics["nll_before_temperature"] = before["nll"]
-            metrics["temperature"] = temperature
-        results[split] = metrics
-        reports.append(format_report(metrics, title=f"== {split} ({len(sentences)} sentences) =="))
-
+    # save before evaluating: a signal or crash during evaluation no longer loses the trained model
     trainer.save_model(str(out))  # every process takes part (FSDP/DeepSpeed); rank 0 writes
     trainer.save_state()
+    split_metrics, raw, temperature = evaluate_splits(trainer, evals, id2label, data_cfg, loss_cfg)
+    results.update(split_metrics)
+    reports = [
+        format_report(m, title=f"== {split} ({len(evals[split][2])} sentences) ==")
+        for split, m in split_metrics.items()
+    ]
+    model.config.nerfocal_temperature = temperature
     if main_process:
+        model.config.save_pretrained(out)  # now with the fitted temperature
         save_config(out / "nerfocal_config.yaml", model_cfg, data_cfg, loss_cfg, args)
         write_json_atomic(out / "eval_results.json", results)
         write_text_atomic(out / "eval_report.txt", "\n\n".join(reports) + "\n")

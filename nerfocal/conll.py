@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 
 @dataclass
@@ -253,16 +253,30 @@ def parse_record(record: Any, where: str, line_no: int = 0, *, require_tags: boo
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path, encoding: str = "utf-8") -> Iterator[IO[str]]:
-    """Write text to a temporary file beside ``path``, renamed over ``path`` once complete.
+def atomic_open(path: str | Path, mode: str = "w", encoding: str = "utf-8") -> Iterator[Any]:
+    """Write to a temporary file beside ``path``, renamed over ``path`` once complete.
 
+    The one place nerfocal writes result files (models aside): predictions, reports, configs, figures.
     A crash or an exception in the ``with`` block leaves ``path`` as it was (no half-written file that
-    looks complete); the temporary file is removed.
+    looks complete); the temporary file is removed. ``mode`` is ``"w"`` (text, LF line ends) or
+    ``"wb"``; the file gets the usual permissions (``0666`` minus the umask), not ``mkstemp``'s 0600.
     """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"expected mode 'w' or 'wb', got {mode!r}")
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: expected an output file, got a directory")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path}: the output directory {path.parent} does not exist")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding=encoding, newline="\n") as handle:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        handle: Any = (
+            os.fdopen(fd, "w", encoding=encoding, newline="\n") if mode == "w" else os.fdopen(fd, "wb")
+        )
+        with handle:
             yield handle
         os.replace(tmp, path)
     except BaseException:

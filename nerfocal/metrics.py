@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,7 +47,8 @@ def entity_metrics(
     if strict:
         bioes = any(t[:2] in ("E-", "S-") for seq in gold_l + pred_l for t in seq)
         kwargs.update(mode="strict", scheme=IOBES if bioes else IOB2)
-    report = classification_report(gold_l, pred_l, **kwargs) if any(gold_l) else {}
+    has_chunks = any(t != "O" for seq in gold_l + pred_l for t in seq)
+    report = classification_report(gold_l, pred_l, **kwargs) if has_chunks else {}
     per_type = {
         k: {
             "precision": v["precision"],
@@ -179,13 +178,9 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
+    from nerfocal.conll import atomic_open
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as handle:
+        handle.write(text)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,19 +52,12 @@ def png_bytes(fig: Any) -> bytes:
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
+    from nerfocal.conll import atomic_open
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; an image should be readable like any file
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
     return path
 
 

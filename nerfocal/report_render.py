@@ -238,6 +238,8 @@ class _Figures:
         except ModuleNotFoundError as err:
             self.missing = str(err)
             return [Text(f"({alt}: matplotlib is not installed)")]
+        except ValueError as err:  # nothing to draw, e.g. a run too short to log a loss
+            return [Text(f"({alt}: {err})")]
         return [Image(f"{name}.png", alt, data)]
 
 

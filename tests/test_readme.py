@@ -26,7 +26,10 @@ def readme_commands() -> list[list[str]]:
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split("  #")[0].strip()
             if line and not line.startswith("#"):
-                commands.append(shlex.split(line))
+                words = shlex.split(line)
+                while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+                    words = words[1:]  # environment assignments
+                commands.append(words)
     return commands
 
 
@@ -64,6 +67,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "true",
         "--max_length",
         "64",
+        "--logging_steps",
+        "1",
     ]
     assert main(args) == 0
     return out
@@ -115,6 +120,10 @@ def test_every_readme_command_runs(tiny_run: Path, tmp_path: Path, monkeypatch: 
             seen.add("train")
         elif cmd[:1] == ["nerfocal"]:
             args = [str(tiny_run) if a == "outputs/sample" else a for a in cmd[1:]]
+            args = [
+                str(tmp_path / a) if i and args[i - 1] == "--output" and "/" not in a else a
+                for i, a in enumerate(args)
+            ]
             args = [str(tmp_path / Path(a).name) if a.startswith("outputs/sample/") else a for a in args]
             assert main(args) == 0, cmd
             seen.add(cmd[1])
