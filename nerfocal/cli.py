@@ -3,6 +3,8 @@
   nerfocal train configs/sample.yaml [--option value ...]
   nerfocal predict --model DIR --input FILE
   nerfocal evaluate --model DIR --data FILE
+  nerfocal plot losses | nerfocal plot training OUTPUT_DIR
+  nerfocal report OUTPUT_DIR
 
 Run `nerfocal COMMAND --help` for the options of a command.
 """
