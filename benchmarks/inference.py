@@ -168,7 +168,12 @@ def memory_runs(args: Any, work: Path) -> dict[str, Any]:
             os.devnull,
             "--quiet",
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1",
+        }  # 1 thread: steadier on a shared box
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-2000:])
         rss_kb, seconds = proc.stderr.strip().splitlines()[-1].split()
