@@ -138,7 +138,9 @@ def main(args: Any) -> None:
         f"batch 32, seeds {', '.join(map(str, args.seeds))}; every row the same budget. "
         "Scores are test-set entity F1 (seqeval, micro), macro F1 over types, and the F1 of the rarest type "
         "(fewest training entities); ECE is token-level (15 bins) before -> after temperature scaling "
-        "(fitted on dev; the reference gets no temperature). Mean ± std over seeds where more than one.",
+        "(fitted on dev; the reference gets no temperature), in percent. Mean ± std over seeds where more than "
+        "one. `train s` is Trainer's train_runtime; the runs shared the 2 cores with other jobs, so it is not "
+        "a speed measure (see the training-speed table for that).",
         "",
     ]
     for dataset, by_row in table.items():
@@ -146,7 +148,9 @@ def main(args: Any) -> None:
         lines += [
             f"### {dataset} test (rarest type: {rare})",
             "",
-            "| configuration | F1 | macro F1 | F1 " + rare + " | ECE before -> after | dev F1 | train s |",
+            "| configuration | F1 | macro F1 | F1 "
+            + rare
+            + " | ECE % before -> after T | dev F1 | train s |",
             "|---|---|---|---|---|---|---|",
         ]
         for row, runs in by_row.items():
@@ -190,12 +194,13 @@ def _plots(dataset: str, by_row: dict[str, list[dict[str, Any]]]) -> list[str]:
     types = sorted(next(iter(by_row.values()))[0]["test"]["per_type"])
     fig, ax = plt.subplots(figsize=(10, 4.5))
     width = 0.8 / len(by_row)
+    colors = plt.get_cmap("tab20").colors
     for k, (row, runs) in enumerate(by_row.items()):
         vals = [
             100 * statistics.fmean(r["test"]["per_type"].get(t, {}).get("f1", 0.0) for r in runs)
             for t in types
         ]
-        ax.bar([i + k * width for i in range(len(types))], vals, width, label=row)
+        ax.bar([i + k * width for i in range(len(types))], vals, width, label=row, color=colors[k % 20])
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(types))], types)
     ax.set_ylabel("test F1 (%)")
     ax.set_title(f"{dataset}: F1 per entity type per configuration")
