@@ -267,7 +267,12 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> int:
         "train": {
             **train_result.metrics,
             "wall_seconds": round(train_seconds, 1),
-            "num_input_tokens_seen": trainer.state.num_input_tokens_seen,
+            "num_input_tokens_seen": trainer.state.num_input_tokens_seen,  # non-padding by default
+            "train_tokens_per_second": round(
+                trainer.state.num_input_tokens_seen
+                / max(train_result.metrics.get("train_runtime", 0.0), 1e-9),
+                1,
+            ),
         },
         "data": stats,
     }

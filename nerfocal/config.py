@@ -42,6 +42,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "report_to": "none",
     "seed": 42,
     "average_tokens_across_devices": True,
+    # count real (non-padding) sub-words, so runs report training tokens/s
+    "include_num_input_tokens_seen": "non_padding",
 }
 
 
@@ -285,7 +287,17 @@ def build_parser() -> Any:
     parser = HfArgumentParser((*CONFIG_CLASSES, TrainingArguments), prog="nerfocal train")  # type: ignore[arg-type]
     parser.usage = "nerfocal train [CONFIG.yaml] [--option value ...]"
     parser.error = _argument_error  # type: ignore[method-assign]
+    for action in parser._actions:
+        if action.dest == "include_num_input_tokens_seen":
+            # TrainingArguments takes a bool or "all"/"non_padding"/"no"; HfArgumentParser parses bools only
+            action.type = _tokens_seen
     return parser
+
+
+def _tokens_seen(value: str) -> str | bool:
+    from transformers.hf_argparser import string_to_bool
+
+    return value if value in ("all", "non_padding", "no") else string_to_bool(value)
 
 
 def _argument_error(message: str) -> Any:

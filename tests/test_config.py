@@ -16,6 +16,8 @@ def test_yaml_sets_defaults_and_the_command_line_wins(tmp_path: Path) -> None:
     assert loss.gamma == 3.0 and loss.alpha == {"O": 0.8}
     assert data.max_length == 64 and args.learning_rate == 3e-5 and args.output_dir == "out"
     assert args.train_sampling_strategy == "group_by_length"  # nerfocal's default batching
+    assert args.include_num_input_tokens_seen == "non_padding"
+    assert parse_config(["--include_num_input_tokens_seen", "no"])[3].include_num_input_tokens_seen == "no"
 
 
 def test_unknown_yaml_key_is_an_error_with_a_suggestion(tmp_path: Path) -> None:
