@@ -116,13 +116,13 @@ def main(args: Any) -> None:
         f"CoNLL-2003 train, MiniLM-L6, batch 32, {args.steps} optimizer steps per run, seed 1, "
         f"{args.repeats} alternating repeats per runner (mean shown).",
         "",
-        "| runner | non-padding tokens/s | vs reference | peak RSS (MB) |",
-        "|---|---|---|---|",
+        "| runner | non-padding tokens/s | vs reference | peak RSS (MB) | tokens seen |",
+        "|---|---|---|---|---|",
     ]
     for name, runs in results.items():
         tps = statistics.fmean(r["tokens_per_s"] for r in runs)
         lines.append(
             f"| {RUNNERS[name]} | {tps:.0f} | {tps / ref:.2f}x | "
-            f"{statistics.fmean(r['peak_rss_mb'] for r in runs):.0f} |"
+            f"{statistics.fmean(r['peak_rss_mb'] for r in runs):.0f} | {runs[0]['tokens']:,} |"
         )
     write_section("train-speed", "\n".join(lines))
