@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     inf = sub.add_parser("inference", help="sentences/s of nerfocal predict vs transformers.pipeline")
     inf.add_argument("--model", required=True, help="a model trained on CoNLL-2003 (9 tags)")
     inf.add_argument("--work-dir", default="runs/bench_inference")
+    inf.add_argument("--reuse-memory", action="store_true", help="keep the memory figures of the last run")
     inf.add_argument("--limit", type=int, default=None, help="only the first N test sentences (smoke test)")
     inf.add_argument(
         "--memory-mb", type=float, nargs=2, default=[2.0, 200.0], help="small and large file sizes"

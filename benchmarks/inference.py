@@ -103,6 +103,11 @@ def main(args: Any) -> None:
     start = time.perf_counter()
     predictor([list(s) for s in sentences])
     results["nerfocal_api_tokens_s"] = time.perf_counter() - start
+    bf16 = Predictor.from_pretrained(args.model, decode="viterbi", dtype="bfloat16")
+    bf16(texts[:64])
+    start = time.perf_counter()
+    bf16(texts)
+    results["nerfocal_bf16_text_s"] = time.perf_counter() - start
 
     # FLOP accounting: the sub-word sequences predict runs (one window each for CoNLL sentences)
     tok = predictor.tokenizer
@@ -127,10 +132,20 @@ def main(args: Any) -> None:
     theirs = [_entities_pipeline(o) for o in first(texts, batch_size=32)]
     agree = sum(a == b for a, b in zip(ours, theirs, strict=True))
     results["agreement"] = agree / n
+    bf16_argmax = Predictor.from_pretrained(
+        args.model, decode="argmax", split_pattern=BERT_WORDS, dtype="bfloat16"
+    )
+    ours_bf16 = [{(e["label"], e["start"], e["end"]) for e in ents} for ents in bf16_argmax(texts)]
+    results["agreement_bf16"] = sum(a == b for a, b in zip(ours_bf16, theirs, strict=True)) / n
     disagreements = [(texts[i], sorted(ours[i]), sorted(theirs[i])) for i in range(n) if ours[i] != theirs[i]]
     (work / "disagreements.json").write_text(json.dumps(disagreements[:50], indent=1, ensure_ascii=False))
 
-    results["memory"] = memory_runs(args, work)
+    previous = work / "inference.json"
+    if args.reuse_memory and previous.is_file() and "memory" in json.loads(previous.read_text()):
+        results["memory"] = json.loads(previous.read_text())["memory"]
+        results["memory_reused"] = True
+    else:
+        results["memory"] = memory_runs(args, work)
     (work / "inference.json").write_text(json.dumps(results, indent=2))
     write_section("inference", render(results, args))
 
@@ -219,6 +234,7 @@ def render(r: dict[str, Any], args: Any) -> str:
         k: n / r[k]
         for k in (
             "nerfocal_cli_s",
+            "nerfocal_bf16_text_s",
             "nerfocal_api_text_s",
             "nerfocal_api_tokens_s",
             "pipeline_b1_s",
@@ -242,6 +258,7 @@ def render(r: dict[str, Any], args: Any) -> str:
         ("nerfocal_cli_s", "`nerfocal predict --input-format conll` (CLI, incl. start-up and model load)"),
         ("nerfocal_api_text_s", "`Predictor` on raw text (Viterbi)"),
         ("nerfocal_api_tokens_s", "`Predictor` on token lists (Viterbi)"),
+        ("nerfocal_bf16_text_s", "`Predictor` on raw text with `dtype='bfloat16'` (`--dtype bfloat16`)"),
         ("pipeline_b1_s", "`pipeline(..., aggregation_strategy='simple')`, default batch size"),
         ("pipeline_b32_s", "`pipeline(...)`, batch_size=32"),
     ):
@@ -257,13 +274,19 @@ def render(r: dict[str, Any], args: Any) -> str:
         "(everything included: tokenization, padding, decoding, offsets).",
         f'- `--decode argmax` entities equal the pipeline\'s (aggregation "first") on '
         f"**{100 * r['agreement']:.2f}%** of the sentences (label and character offsets both must match; "
-        f"words split like BERT's pre-tokenizer, `--split-pattern '{BERT_WORDS}'`, as the pipeline does).",
+        f"words split like BERT's pre-tokenizer, `--split-pattern '{BERT_WORDS}'`, as the pipeline does); "
+        f"with `--dtype bfloat16`: **{100 * r['agreement_bf16']:.2f}%**.",
         "- Peak memory of `nerfocal predict` (RSS, the same program on both files; the model here is a "
         "2-layer random BERT with the same tokenizer and label map, so that 200 MB run in minutes): "
         f"{mem[sizes[0]]['bytes'] / 1e6:.0f} MB file "
         f"({mem[sizes[0]]['lines']} lines): {mem[sizes[0]]['peak_rss_mb']:.0f} MB; "
         f"{mem[sizes[-1]]['bytes'] / 1e6:.0f} MB file ({mem[sizes[-1]]['lines']} lines): "
         f"{mem[sizes[-1]]['peak_rss_mb']:.0f} MB, ratio **{mem[sizes[-1]]['peak_rss_mb'] / mem[sizes[0]]['peak_rss_mb']:.2f}x** "
-        f"({mem[sizes[-1]]['seconds']:.0f} s for the large file).",
+        f"({mem[sizes[-1]]['seconds']:.0f} s for the large file)"
+        + (
+            " (memory figures from this command's previous run, kept with --reuse-memory)."
+            if r.get("memory_reused")
+            else "."
+        ),
     ]
     return "\n".join(rows)

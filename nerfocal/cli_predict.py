@@ -65,6 +65,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default_decode: str)
         action="store_true",
         help="allow custom model code shipped in the model directory",
     )
+    parser.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="encoder precision: float32 (default, exact); bfloat16 is ~1.7x faster on CPUs with native "
+        "bf16 and changes a few predictions",
+    )
     parser.add_argument("--encoding", default="utf-8", help="input file encoding (default utf-8)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
 
@@ -124,6 +131,7 @@ def load_predictor(args: argparse.Namespace, **kwargs: Any) -> Any:
         max_length=args.max_length,
         stride=args.stride,
         batch_tokens=args.batch_tokens,
+        dtype=args.dtype,
         **kwargs,
     )
 

@@ -487,3 +487,21 @@ def test_evaluate_matches_the_training_evaluation(tmp_path: Path) -> None:
     assert ours["per_type"] == reference["per_type"]
     assert 0.0 < ours["f1"] < 1.0  # a half-trained model: the comparison is not between two zeros
     assert ours["n_sentences"] == 6 and ours["gold_scheme"] == "IOB1" and ours["decode"] == "argmax"
+
+
+def test_bfloat16_runs_the_encoder_in_bf16_and_keeps_float32_scores(tmp_path: Path) -> None:
+    from nerfocal.predict import Predictor
+
+    model_dir = save_tiny_model(tmp_path / "m")
+    exact = Predictor.from_pretrained(model_dir, decode="argmax")
+    fast = Predictor.from_pretrained(model_dir, decode="argmax", dtype="bfloat16")
+    assert next(fast.model.parameters()).dtype == torch.bfloat16
+    texts = ["Anna Novak flew to Lisbon .", "Orion Labs hired Priya Okafor ."]
+    a, b = (
+        exact.predict_documents(map(exact.document, texts)),
+        fast.predict_documents(map(fast.document, texts)),
+    )
+    for x, y in zip(a, b, strict=True):
+        assert len(x.tags) == len(y.tags) and all(isinstance(s, float) and 0 <= s <= 1 for s in y.scores)
+    with pytest.raises(ValueError, match="expected dtype in"):
+        Predictor.from_pretrained(model_dir, dtype="int4")
