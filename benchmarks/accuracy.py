@@ -164,8 +164,10 @@ def main(args: Any) -> None:
                 f"{statistics.fmean(r['train'].get('train_runtime', 0.0) for r in runs):.0f} |"
             )
         lines.append("")
-        lines += _plots(dataset, by_row)
-    write_section(f"accuracy-{'-'.join(args.datasets)}", "\n".join(lines))
+        if not args.rows:  # the figures show every configuration
+            lines += _plots(dataset, by_row)
+    name = f"accuracy-{'-'.join(args.datasets)}" + (f"-{'-'.join(args.rows)}" if args.rows else "")
+    write_section(name, "\n".join(lines))
 
 
 def _rarest_type(dataset: str) -> str:
