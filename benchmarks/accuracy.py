@@ -7,11 +7,19 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
-from common import DATASETS, MINILM, ROOT, command_line, machine, run, write_section
+from common import (
+    DATASETS,
+    ROOT,
+    command_line,
+    machine,
+    nerfocal_command,
+    reference_command,
+    run,
+    write_section,
+)
 
 # row name -> (description, extra flags of scripts/train_ner.py); None = the reference peer
 ROWS: dict[str, tuple[str, list[str] | None]] = {
@@ -50,37 +58,24 @@ def run_one(row: str, dataset: str, seed: int, args: Any, work: Path) -> dict[st
     if results_file.is_file() and not args.force:
         return _load(out)
     out.mkdir(parents=True, exist_ok=True)
-    d = DATASETS[dataset]["dir"]
-    common = ["--epochs", str(args.epochs), "--lr", str(args.lr), "--batch-size", "32", "--seed", str(seed)]
     flags = ROWS[row][1]
     if flags is None:
-        cmd = [
-            sys.executable,
-            str(ROOT / "benchmarks" / "reference.py"),
-            "--data-dir",
-            str(d),
-            "--tag-scheme",
-            DATASETS[dataset]["tag_scheme"],
-            "--output-dir",
-            str(out),
-            *common,
-        ]
+        cmd = reference_command(
+            dataset,
+            out,
+            "--epochs",
+            str(args.epochs),
+            "--lr",
+            str(args.lr),
+            "--batch-size",
+            "32",
+            "--seed",
+            str(seed),
+        )
     else:
-        cmd = [
-            sys.executable,
-            str(ROOT / "scripts" / "train_ner.py"),
-            "--model_name_or_path",
-            MINILM,
-            "--train_file",
-            str(d / "train.txt"),
-            "--validation_file",
-            str(d / "dev.txt"),
-            "--test_file",
-            str(d / "test.txt"),
-            "--tag_scheme",
-            DATASETS[dataset]["tag_scheme"],
-            "--output_dir",
-            str(out),
+        cmd = nerfocal_command(
+            dataset,
+            out,
             "--num_train_epochs",
             str(args.epochs),
             "--learning_rate",
@@ -89,14 +84,10 @@ def run_one(row: str, dataset: str, seed: int, args: Any, work: Path) -> dict[st
             "32",
             "--seed",
             str(seed),
-            "--disable_tqdm",
-            "true",
-            "--use_cpu",
-            "true",
             "--unknown_labels",
             "O",
             *flags,
-        ]
+        )
     print(f"[accuracy] {dataset} {row} seed {seed}", flush=True)
     run(cmd, out / "log.txt", env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
     return _load(out)

@@ -70,6 +70,47 @@ def write_section(name: str, body: str) -> None:
     tmp.replace(DOC)
 
 
+def reference_command(dataset: str, out: Path, *extra: str) -> list[str]:
+    """The reference recipe (benchmarks/reference.py) on one of DATASETS."""
+    d = DATASETS[dataset]
+    return [
+        sys.executable,
+        str(ROOT / "benchmarks" / "reference.py"),
+        "--data-dir",
+        str(d["dir"]),
+        "--tag-scheme",
+        str(d["tag_scheme"]),
+        "--output-dir",
+        str(out),
+        *extra,
+    ]
+
+
+def nerfocal_command(dataset: str, out: Path, *extra: str, evaluate: bool = True) -> list[str]:
+    """scripts/train_ner.py with MiniLM on one of DATASETS (dev and test evaluated unless ``evaluate=False``)."""
+    d = DATASETS[dataset]
+    folder = Path(d["dir"])
+    files = ["--train_file", str(folder / "train.txt")]
+    if evaluate:
+        files += ["--validation_file", str(folder / "dev.txt"), "--test_file", str(folder / "test.txt")]
+    return [
+        sys.executable,
+        str(ROOT / "scripts" / "train_ner.py"),
+        "--model_name_or_path",
+        MINILM,
+        *files,
+        "--tag_scheme",
+        str(d["tag_scheme"]),
+        "--output_dir",
+        str(out),
+        "--disable_tqdm",
+        "true",
+        "--use_cpu",
+        "true",
+        *extra,
+    ]
+
+
 def run(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> float:
     """Run a command, its output to ``log``; returns wall seconds; raises on failure."""
     import time

@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import statistics
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from common import DATASETS, MINILM, ROOT, command_line, machine, write_section
+from common import command_line, machine, nerfocal_command, reference_command, write_section
 
 RUNNERS = {
     "reference": "reference recipe (Trainer + built-in CE, random batches)",
@@ -27,45 +26,19 @@ RUNNERS = {
 
 
 def run_one(name: str, steps: int, out: Path) -> dict[str, Any]:
-    d = DATASETS["conll2003"]["dir"]
     if name == "reference":
-        cmd = [
-            sys.executable,
-            str(ROOT / "benchmarks" / "reference.py"),
-            "--data-dir",
-            str(d),
-            "--tag-scheme",
-            "IOB1",
-            "--output-dir",
-            str(out),
-            "--max-steps",
-            str(steps),
-            "--no-eval",
-            "--seed",
-            "1",
-        ]
+        cmd = reference_command("conll2003", out, "--max-steps", str(steps), "--no-eval", "--seed", "1")
     else:
-        cmd = [
-            sys.executable,
-            str(ROOT / "scripts" / "train_ner.py"),
-            "--model_name_or_path",
-            MINILM,
-            "--train_file",
-            str(d / "train.txt"),
-            "--tag_scheme",
-            "IOB1",
-            "--output_dir",
-            str(out),
+        sampling = "random" if name == "nerfocal_random" else "group_by_length"
+        cmd = nerfocal_command(
+            "conll2003",
+            out,
             "--max_steps",
             str(steps),
             "--per_device_train_batch_size",
             "32",
             "--seed",
             "1",
-            "--disable_tqdm",
-            "true",
-            "--use_cpu",
-            "true",
             "--logging_steps",
             "50",
             "--include_num_input_tokens_seen",
@@ -73,8 +46,9 @@ def run_one(name: str, steps: int, out: Path) -> dict[str, Any]:
             "--loss",
             "focal",
             "--train_sampling_strategy",
-            "random" if name == "nerfocal_random" else "group_by_length",
-        ]
+            sampling,
+            evaluate=False,
+        )
     proc = subprocess.run(
         ["/usr/bin/time", "-f", "%M", *cmd],
         capture_output=True,
