@@ -86,6 +86,8 @@ def run_one(row: str, dataset: str, seed: int, args: Any, work: Path) -> dict[st
             str(seed),
             "--unknown_labels",
             "O",
+            "--logging_steps",
+            "10",
             *flags,
         )
     print(f"[accuracy] {dataset} {row} seed {seed}", flush=True)
@@ -203,11 +205,11 @@ def _plots(dataset: str, by_row: dict[str, list[dict[str, Any]]]) -> list[str]:
     fig.savefig(f1_png, dpi=110)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    for row, runs in by_row.items():
+    for k, (row, runs) in enumerate(by_row.items()):
         history = runs[0].get("log_history", [])
         points = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
         if points:
-            ax.plot(*zip(*points, strict=True), label=row)
+            ax.plot(*zip(*points, strict=True), label=row, color=colors[k % 20])
     ax.set_xlabel("step")
     ax.set_ylabel("training loss (each row's own loss)")
     ax.set_yscale("log")
