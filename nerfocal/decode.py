@@ -13,11 +13,14 @@ BIOES also forbids ``E-X`` in those places, forces ``B-X``/``I-X`` to be followe
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
 
 from nerfocal.labels import OUTSIDE, check_scheme, split_tag
+
+logger = logging.getLogger(__name__)
 
 DECODERS = ("viterbi", "argmax")
 
@@ -119,3 +122,62 @@ def outside_id(labels: Sequence[str]) -> int:
         return list(labels).index(OUTSIDE)
     except ValueError:
         raise ValueError(f"expected an 'O' label in the label list, got {list(labels)}") from None
+
+
+# Viterbi loops over positions: documents longer than this many words are decoded as a batch of
+# overlapping segments (see viterbi_segments), so no sequential pass spans a huge document
+VITERBI_SEGMENT = 1024
+VITERBI_OVERLAP = 128
+
+
+def viterbi_segments(
+    log_probs: torch.Tensor,
+    constraints: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    *,
+    size: int = VITERBI_SEGMENT,
+    overlap: int = VITERBI_OVERLAP,
+    per_group: int = 64,
+) -> torch.Tensor:
+    """Viterbi over one long document as a batch of overlapping segments, stitched where they agree.
+
+    Segments of ``size`` words overlap by at least ``overlap``; ``per_group`` of them are decoded
+    together (time and memory no longer grow with one sequential pass over the whole document).
+    Consecutive paths are joined at the position of their overlap nearest its middle where both
+    chose the same tag: each part keeps its own valid transitions, so the result is a valid
+    sequence. Paths that never agree (not seen in practice) are joined at the middle, with a warning.
+
+    Args:
+        log_probs: float tensor ``[T, C]``, ``T > size``.
+        constraints: the output of :func:`transition_constraints`.
+
+    Returns:
+        long tensor ``[T]`` of tag ids.
+    """
+    total = log_probs.shape[0]
+    step = size - overlap
+    starts = [*range(0, total - size, step), total - size]
+    index = torch.tensor(starts)[:, None] + torch.arange(size)  # [K, size]
+    paths = torch.cat(
+        [
+            decode(
+                log_probs[index[g : g + per_group]],  # [k, size, C]
+                torch.full((len(index[g : g + per_group]),), size),
+                "viterbi",
+                constraints,
+            )
+            for g in range(0, len(starts), per_group)
+        ]
+    )  # [K, size]
+    out = torch.empty(total, dtype=torch.long)
+    out[:size] = paths[0]
+    for k in range(1, len(starts)):
+        begin, end = starts[k], starts[k - 1] + size  # the overlap [begin, end)
+        agree = (out[begin:end] == paths[k, : end - begin]).nonzero().squeeze(1)
+        middle = (end - begin) // 2
+        if len(agree):
+            cut = int(agree[(agree - middle).abs().argmin()])
+        else:
+            cut = middle
+            logger.warning("viterbi segments disagree over a whole overlap at word %d", begin + cut)
+        out[begin + cut : starts[k] + size] = paths[k, cut:]
+    return out

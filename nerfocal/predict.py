@@ -28,7 +28,14 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 
-from nerfocal.decode import DECODERS, decode, outside_id, transition_constraints
+from nerfocal.decode import (
+    DECODERS,
+    VITERBI_SEGMENT,
+    decode,
+    outside_id,
+    transition_constraints,
+    viterbi_segments,
+)
 from nerfocal.labels import check_scheme, split_tag
 from nerfocal.words import Document, Entity, Prediction, compile_pattern, default_split_pattern, split_words
 
@@ -49,10 +56,6 @@ logger = logging.getLogger(__name__)
 _OFFSET_POSITION_MODELS = frozenset({"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text"})
 # byte-level BPE tokenizers need a prefix space to tokenize pre-split words (as in training)
 _PREFIX_SPACE_MODELS = frozenset({"roberta", "gpt2", "bart", "longformer", "deberta", "mpnet"})
-# Viterbi loops over positions: documents longer than this many words are decoded as a batch of
-# overlapping segments (see Predictor._viterbi_segments), so no sequential pass spans a huge document
-VITERBI_SEGMENT = 1024
-VITERBI_OVERLAP = 128
 
 
 def _one_line(err: BaseException) -> str:
@@ -323,49 +326,10 @@ class Predictor:
         return results
 
     def _viterbi_segments(self, log_probs: torch.Tensor) -> torch.Tensor:
-        """Viterbi over one long document as a batch of overlapping segments, stitched where they agree.
-
-        Segments of ``VITERBI_SEGMENT`` words overlap by at least ``VITERBI_OVERLAP``; they are decoded
-        together (time and memory no longer grow with one sequential pass over the whole document).
-        Consecutive paths are joined at the position of their overlap nearest its middle where both
-        chose the same tag: each part keeps its own valid transitions, so the result is a valid
-        sequence. Paths that never agree (not seen in practice) are joined at the middle, with a warning.
-
-        Args:
-            log_probs: float tensor ``[T, C]``, ``T > VITERBI_SEGMENT``.
-
-        Returns:
-            long tensor ``[T]`` of tag ids.
-        """
-        total = log_probs.shape[0]
-        size, step = VITERBI_SEGMENT, VITERBI_SEGMENT - VITERBI_OVERLAP
-        starts = [*range(0, total - size, step), total - size]
-        index = torch.tensor(starts)[:, None] + torch.arange(size)  # [K, size]
-        per_group = max(1, self.batch_tokens * 16 // size)
-        paths = torch.cat(
-            [
-                decode(
-                    log_probs[index[g : g + per_group]],  # [k, size, C]
-                    torch.full((len(index[g : g + per_group]),), size),
-                    "viterbi",
-                    self.constraints,
-                )
-                for g in range(0, len(starts), per_group)
-            ]
-        )  # [K, size]
-        out = torch.empty(total, dtype=torch.long)
-        out[:size] = paths[0]
-        for k in range(1, len(starts)):
-            begin, end = starts[k], starts[k - 1] + size  # the overlap [begin, end)
-            agree = (out[begin:end] == paths[k, : end - begin]).nonzero().squeeze(1)
-            middle = (end - begin) // 2
-            if len(agree):
-                cut = int(agree[(agree - middle).abs().argmin()])
-            else:
-                cut = middle
-                logger.warning("viterbi segments disagree over a whole overlap at word %d", begin + cut)
-            out[begin + cut : starts[k] + size] = paths[k, cut:]
-        return out
+        """One long document ``[T, C]`` -> tag ids ``[T]``: :func:`nerfocal.decode.viterbi_segments`."""
+        return viterbi_segments(
+            log_probs, self.constraints, per_group=max(1, self.batch_tokens * 16 // VITERBI_SEGMENT)
+        )
 
     def _tokenize(self, word_lists: list[list[str]]) -> tuple[list[list[int]], torch.Tensor, torch.Tensor]:
         """Sub-word ids per window, word ids (long ``[R, L]``, -1 off words), window documents ``[R]``."""
