@@ -123,7 +123,9 @@ def main(args: Any) -> None:
                     run_one(row, dataset, seed, args, work)
                 )
     lines = [
-        "## Accuracy: losses and components side by side",
+        "## Accuracy: losses and components side by side"
+        if not args.rows
+        else f"## Accuracy over seeds: {', '.join(ROWS[r][0].split(' (')[0] for r in rows)}",
         "",
         f"Command: `{command_line()}`  ",
         f"Machine: {machine()}  ",
