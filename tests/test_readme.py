@@ -46,17 +46,11 @@ def test_linked_files_exist() -> None:
             assert (ROOT / link).exists(), link
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from nerfocal.cli_train import main
-
-    tmp = tmp_path_factory.mktemp("readme")
-    encoder = build_tiny_model(tmp / "encoder", labels=["O", "B-X"])
-    out = tmp / "sample"
-    args = [
-        "configs/sample.yaml",
+def _tiny_overrides(model: Path, out: Path) -> list[str]:
+    """Flags that swap the encoder for a tiny one and cut training to 2 CPU steps."""
+    return [
         "--model_name_or_path",
-        str(encoder),
+        str(model),
         "--max_steps",
         "2",
         "--output_dir",
@@ -67,9 +61,17 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "true",
         "--max_length",
         "64",
-        "--logging_steps",
-        "1",
     ]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from nerfocal.cli_train import main
+
+    tmp = tmp_path_factory.mktemp("readme")
+    encoder = build_tiny_model(tmp / "encoder", labels=["O", "B-X"])
+    out = tmp / "sample"
+    args = ["configs/sample.yaml", *_tiny_overrides(encoder, out), "--logging_steps", "1"]
     assert main(args) == 0
     return out
 
@@ -80,6 +82,7 @@ def test_every_readme_command_runs(tiny_run: Path, tmp_path: Path, monkeypatch: 
 
     monkeypatch.chdir(ROOT)
     seen = set()
+    trained = 0
     for cmd in readme_commands():
         if cmd[:2] == ["bash", "scripts/demo.sh"] or cmd[:2] == ["bash", "scripts/test.sh"]:
             assert (ROOT / cmd[1]).is_file()
@@ -94,22 +97,8 @@ def test_every_readme_command_runs(tiny_run: Path, tmp_path: Path, monkeypatch: 
             parse_config(rest[1:])
             seen.add("accelerate")
         elif cmd[:2] == ["nerfocal", "train"]:
-            out = tmp_path / f"train{len(seen)}"
-            args = [
-                *cmd[2:],
-                "--model_name_or_path",
-                str(tiny_run),
-                "--max_steps",
-                "2",
-                "--output_dir",
-                str(out),
-                "--disable_tqdm",
-                "true",
-                "--use_cpu",
-                "true",
-                "--max_length",
-                "64",
-            ]
+            trained += 1
+            args = [*cmd[2:], *_tiny_overrides(tiny_run, tmp_path / f"train{trained}")]
             if "../shared" in " ".join(cmd) and not (ROOT.parent / "shared" / "data").is_dir():
                 parse_config(args)
                 continue
