@@ -20,13 +20,11 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 
 from nerfocal.decode import (
     DECODERS,
@@ -37,6 +35,7 @@ from nerfocal.decode import (
     viterbi_segments,
 )
 from nerfocal.labels import check_scheme, split_tag
+from nerfocal.loading import labels_from_config, load_pretrained, resolve_device
 from nerfocal.words import Document, Entity, Prediction, compile_pattern, default_split_pattern, split_words
 
 __all__ = [
@@ -54,94 +53,6 @@ logger = logging.getLogger(__name__)
 
 # models whose position ids start at padding_idx + 1, so two position embeddings are never used
 _OFFSET_POSITION_MODELS = frozenset({"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text"})
-# byte-level BPE tokenizers need a prefix space to tokenize pre-split words (as in training)
-_PREFIX_SPACE_MODELS = frozenset({"roberta", "gpt2", "bart", "longformer", "deberta", "mpnet"})
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
-
-
-def _labels_from_config(config: Any, directory: Path) -> list[str]:
-    id2label = getattr(config, "id2label", None) or {}
-    labels = [id2label.get(i, id2label.get(str(i))) for i in range(len(id2label))]
-    if not labels or any(label is None for label in labels):
-        raise ValueError(
-            f"{directory}: config.json has no usable id2label; expected ids 0..N-1 mapped to tags"
-        )
-    if all(re.fullmatch(r"LABEL_\d+", str(label)) for label in labels):
-        raise ValueError(
-            f"{directory}: config.json has no label map (id2label is {labels[:3]}...); expected NER tags"
-        )
-    for label in labels:
-        try:
-            split_tag(str(label))
-        except ValueError as err:
-            raise ValueError(f"{directory}: config.json id2label: {err}") from None
-    return [str(label) for label in labels]
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` or ``"auto"``: the first GPU if one is visible, else the CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(
-            f"expected a device like 'cpu', 'cuda' or 'cuda:1', got {device!r} ({err})"
-        ) from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"expected an available device, got {device!r} (no GPU is visible to torch)")
-    return resolved
-
-
-def load_pretrained(path: str | Path, *, trust_remote_code: bool = False) -> tuple[Any, Any]:
-    """Load ``(model, tokenizer)`` from a directory written by ``save_pretrained``; never the hub.
-
-    Raises:
-        FileNotFoundError: no such directory, or no ``config.json`` in it.
-        ValueError: no label map, a slow (non-Rust) tokenizer, or unreadable / incomplete weights;
-            the message names the directory.
-    """
-    directory = Path(path)
-    if not directory.exists():
-        raise FileNotFoundError(f"{directory}: no such model directory")
-    if not directory.is_dir():
-        raise ValueError(f"{directory}: expected a model directory written by save_pretrained, got a file")
-    if not (directory / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{directory}: no config.json; expected a directory written by save_pretrained"
-        )
-    common = {"local_files_only": True, "trust_remote_code": trust_remote_code}
-    # transformers, tokenizers and safetensors raise many exception types: report any as one line
-    try:
-        config = AutoConfig.from_pretrained(directory, **common)
-    except Exception as err:
-        raise ValueError(f"{directory}: cannot read config.json ({_one_line(err)})") from None
-    _labels_from_config(config, directory)
-    extra = {"add_prefix_space": True} if getattr(config, "model_type", "") in _PREFIX_SPACE_MODELS else {}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(directory, use_fast=True, **common, **extra)
-    except Exception as err:
-        raise ValueError(f"{directory}: cannot load the tokenizer ({_one_line(err)})") from None
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(
-            f"{directory}: expected a fast (Rust) tokenizer with word ids, got {type(tokenizer).__name__}"
-        )
-    try:
-        model, info = AutoModelForTokenClassification.from_pretrained(
-            directory, config=config, use_safetensors=True, output_loading_info=True, **common
-        )
-    except Exception as err:
-        raise ValueError(f"{directory}: cannot load the model weights ({_one_line(err)})") from None
-    missing = list(info.get("missing_keys") or [])
-    if missing:
-        raise ValueError(
-            f"{directory}: model weights are incomplete ({len(missing)} missing, e.g. {missing[0]})"
-        )
-    return model, tokenizer
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -196,7 +107,7 @@ class Predictor:
                 f"{batch_tokens=}, {max_batch_size=}, {chunk_size=}, {chunk_words=}"
             )
         config = model.config
-        self.labels = _labels_from_config(config, Path(getattr(config, "_name_or_path", "") or "<model>"))
+        self.labels = labels_from_config(config, Path(getattr(config, "_name_or_path", "") or "<model>"))
         self.scheme = check_scheme(getattr(config, "nerfocal_tag_scheme", None) or self._guess_scheme())
         self.temperature = float(getattr(config, "nerfocal_temperature", None) or 1.0) if temperature else 1.0
         if not (math.isfinite(self.temperature) and self.temperature > 0):
