@@ -10,20 +10,14 @@ the dataclasses check the types and ranges of their own fields when built from P
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import copy
 import dataclasses
-import difflib
 import json
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from nerfocal.conll import atomic_open, text_encoding
+from nerfocal.config_io import check_field_types, coerce_value, config_to_dict, load_yaml, save_config
+from nerfocal.conll import text_encoding
 
 LOSSES = ("ce", "focal", "focal_adaptive", "margin", "soft_margin", "dice")
 FOCAL_FAMILY = ("focal", "focal_adaptive")
@@ -249,34 +243,6 @@ def parse_alpha(value: Any) -> Any:
     raise ValueError(f"alpha: expected none, a number, 'auto', a list or a mapping of numbers, got {value!r}")
 
 
-_DESCRIBE = {str: "a string", int: "an integer", float: "a number", bool: "true or false", type(None): "null"}
-
-
-def check_field_types(config: Any, skip: tuple[str, ...] = ()) -> None:
-    """Check each field of a nerfocal config dataclass against its annotation (``int``, ``float | None``...).
-
-    An ``int`` is accepted for a ``float`` field (and converted); ``bool`` is never a number.
-
-    Raises:
-        ValueError: naming the field and the accepted type.
-    """
-    hints = typing.get_type_hints(type(config))
-    for f in dataclasses.fields(config):
-        if f.name in skip:
-            continue
-        kinds = typing.get_args(hints[f.name]) or (hints[f.name],)
-        value = getattr(config, f.name)
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            setattr(config, f.name, float(value))
-            continue
-        if not any(
-            isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
-            for kind in kinds
-        ):
-            accepted = " or ".join(_DESCRIBE.get(k, str(k)) for k in kinds)
-            raise ValueError(f"{f.name}: expected {accepted}, got {value!r}")
-
-
 CONFIG_CLASSES = (ModelConfig, DataConfig, LossConfig)
 
 
@@ -321,7 +287,10 @@ def parse_config(argv: list[str] | None = None) -> tuple[ModelConfig, DataConfig
         path = argv.pop(0)
         actions = _actions_by_key(parser)
         defaults.update(
-            {k: coerce_value(k, v, actions[k], where=f"{path}: ") for k, v in load_yaml(path, known).items()}
+            {
+                k: coerce_value(k, v, actions[k], f"{path}: ", _OWN_STR_FIELDS)
+                for k, v in load_yaml(path, known).items()
+            }
         )
     yaml_values = {k: v for k, v in defaults.items() if k in known}
     # argparse does not type-convert defaults: a list/dict alpha from YAML stays a Python object
@@ -346,64 +315,6 @@ def _actions_by_key(parser: Any) -> dict[str, Any]:
     return {a.dest: a for a in parser._actions if f"--{a.dest}" in a.option_strings}
 
 
-def coerce_value(key: str, value: Any, action: Any, where: str = "") -> Any:
-    """Check and convert a YAML value with the type of the option's command-line flag.
-
-    YAML gives ints, floats, bools, strings, lists and mappings, and argparse does not convert
-    defaults, so ``gamma: abc`` or ``max_length: 1.5`` would otherwise reach the dataclasses (or
-    transformers) unchecked. Integers accept integral numbers, numbers accept numeric strings (YAML reads
-    ``1e-5`` as a string), booleans accept true/false/yes/no; ``null`` only where the option's default
-    is None. Values of other options (mappings such as ``lr_scheduler_kwargs``) pass unchanged.
-
-    Raises:
-        ValueError: ``{where}{key}: expected ..., got ...``.
-    """
-    from transformers.hf_argparser import string_to_bool
-
-    kind = action.type
-    checked = kind in (int, float, string_to_bool) or bool(action.choices) or key in _OWN_STR_FIELDS
-    if value is None:
-        if action.default is None or not checked:
-            return None
-        raise ValueError(f"{where}{key}: expected {_kind_name(action)}, got null")
-    if action.nargs in ("+", "*") and isinstance(value, list):
-        element = copy.copy(action)
-        element.nargs = None
-        return [coerce_value(key, v, element, where) for v in value]
-    problem = ""
-    if kind in (int, float) and not isinstance(value, bool):
-        try:
-            number = kind(value.strip()) if isinstance(value, str) else value
-        except ValueError:
-            number = None
-        if isinstance(number, (int, float)) and (kind is float or float(number).is_integer()):
-            return kind(number)
-    elif kind is string_to_bool:
-        if isinstance(value, (bool, str)):
-            with contextlib.suppress(argparse.ArgumentTypeError):
-                return string_to_bool(value.strip() if isinstance(value, str) else value)
-    elif action.choices:
-        if str(value) in [str(c) for c in action.choices] and not isinstance(value, bool):
-            return kind(str(value)) if callable(kind) else value
-        if isinstance(value, bool):
-            problem = " (YAML reads unquoted yes/no/on/off as booleans: quote the value)"
-    elif kind is str and key in _OWN_STR_FIELDS:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-    else:
-        return value
-    raise ValueError(f"{where}{key}: expected {_kind_name(action)}, got {value!r}{problem}")
-
-
-def _kind_name(action: Any) -> str:
-    from transformers.hf_argparser import string_to_bool
-
-    if action.choices:
-        return "one of " + ", ".join(str(c) for c in action.choices)
-    names = {int: "an integer", float: "a number", string_to_bool: "true or false", str: "a string"}
-    return names.get(action.type, "a value")
-
-
 # nerfocal's own string options (alpha excepted: it also takes numbers, lists and mappings)
 _OWN_STR_FIELDS = frozenset(
     name
@@ -412,43 +323,20 @@ _OWN_STR_FIELDS = frozenset(
     if str in (typing.get_args(hint) or (hint,))
 ) - {"alpha"}
 
-
-def load_yaml(path: str | Path, known: set[str]) -> dict[str, Any]:
-    """Read a YAML config; unknown keys and non-mapping files are errors naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: invalid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of option: value, got {type(data).__name__}")
-    for key in data:
-        if key not in known:
-            hint = difflib.get_close_matches(str(key), sorted(known), n=1)
-            suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise ValueError(f"{path}: unknown key {key!r}{suffix}")
-    return data
-
-
-def config_to_dict(*configs: Any) -> dict[str, Any]:
-    """All options of a run as one flat mapping (what ``save_config`` writes)."""
-    out: dict[str, Any] = {}
-    for cfg in configs:
-        if (hasattr(cfg, "to_dict") and not dataclasses.is_dataclass(cfg)) or hasattr(
-            cfg, "to_sanitized_dict"
-        ):
-            out.update(json.loads(json.dumps(cfg.to_dict(), default=str)))
-        else:
-            out.update(dataclasses.asdict(cfg))
-    return out
-
-
-def save_config(path: str | Path, *configs: Any) -> None:
-    """Write the resolved configuration as YAML (it can be passed back to the training script).
-
-    Written to a temporary file and renamed, so a crash never leaves half a config.
-    """
-    with atomic_open(path) as handle:
-        handle.write(yaml.safe_dump(config_to_dict(*configs), sort_keys=False))
+__all__ = [
+    "CONFIG_CLASSES",
+    "FOCAL_FAMILY",
+    "LOSSES",
+    "TRAINING_DEFAULTS",
+    "DataConfig",
+    "LossConfig",
+    "ModelConfig",
+    "build_parser",
+    "check_field_types",
+    "coerce_value",
+    "config_to_dict",
+    "load_yaml",
+    "parse_alpha",
+    "parse_config",
+    "save_config",
+]

@@ -1,0 +1,152 @@
+"""Reading, checking and writing option values: YAML files, YAML values typed like their flags, field types.
+
+The option definitions themselves (the dataclasses) are in :mod:`nerfocal.config`, which re-exports
+these helpers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import dataclasses
+import difflib
+import json
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nerfocal.conll import atomic_open
+
+__all__ = ["check_field_types", "coerce_value", "config_to_dict", "load_yaml", "save_config"]
+
+_DESCRIBE = {str: "a string", int: "an integer", float: "a number", bool: "true or false", type(None): "null"}
+
+
+def check_field_types(config: Any, skip: tuple[str, ...] = ()) -> None:
+    """Check each field of a nerfocal config dataclass against its annotation (``int``, ``float | None``...).
+
+    An ``int`` is accepted for a ``float`` field (and converted); ``bool`` is never a number.
+
+    Raises:
+        ValueError: naming the field and the accepted type.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        if f.name in skip:
+            continue
+        kinds = typing.get_args(hints[f.name]) or (hints[f.name],)
+        value = getattr(config, f.name)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            setattr(config, f.name, float(value))
+            continue
+        if not any(
+            isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+            for kind in kinds
+        ):
+            accepted = " or ".join(_DESCRIBE.get(k, str(k)) for k in kinds)
+            raise ValueError(f"{f.name}: expected {accepted}, got {value!r}")
+
+
+def coerce_value(
+    key: str, value: Any, action: Any, where: str = "", str_fields: frozenset[str] = frozenset()
+) -> Any:
+    """Check and convert a YAML value with the type of the option's command-line flag.
+
+    YAML gives ints, floats, bools, strings, lists and mappings, and argparse does not convert
+    defaults, so ``gamma: abc`` or ``max_length: 1.5`` would otherwise reach the dataclasses (or
+    transformers) unchecked. Integers accept integral numbers, numbers accept numeric strings (YAML reads
+    ``1e-5`` as a string), booleans accept true/false/yes/no; ``null`` only where the option's default
+    is None. Values of other options (mappings such as ``lr_scheduler_kwargs``) pass unchanged.
+    ``str_fields``: string options checked as strings (nerfocal's own; transformers' pass unchanged).
+
+    Raises:
+        ValueError: ``{where}{key}: expected ..., got ...``.
+    """
+    from transformers.hf_argparser import string_to_bool
+
+    kind = action.type
+    checked = kind in (int, float, string_to_bool) or bool(action.choices) or key in str_fields
+    if value is None:
+        if action.default is None or not checked:
+            return None
+        raise ValueError(f"{where}{key}: expected {_kind_name(action)}, got null")
+    if action.nargs in ("+", "*") and isinstance(value, list):
+        element = copy.copy(action)
+        element.nargs = None
+        return [coerce_value(key, v, element, where, str_fields) for v in value]
+    problem = ""
+    if kind in (int, float) and not isinstance(value, bool):
+        try:
+            number = kind(value.strip()) if isinstance(value, str) else value
+        except ValueError:
+            number = None
+        if isinstance(number, (int, float)) and (kind is float or float(number).is_integer()):
+            return kind(number)
+    elif kind is string_to_bool:
+        if isinstance(value, (bool, str)):
+            with contextlib.suppress(argparse.ArgumentTypeError):
+                return string_to_bool(value.strip() if isinstance(value, str) else value)
+    elif action.choices:
+        if str(value) in [str(c) for c in action.choices] and not isinstance(value, bool):
+            return kind(str(value)) if callable(kind) else value
+        if isinstance(value, bool):
+            problem = " (YAML reads unquoted yes/no/on/off as booleans: quote the value)"
+    elif kind is str and key in str_fields:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    else:
+        return value
+    raise ValueError(f"{where}{key}: expected {_kind_name(action)}, got {value!r}{problem}")
+
+
+def _kind_name(action: Any) -> str:
+    from transformers.hf_argparser import string_to_bool
+
+    if action.choices:
+        return "one of " + ", ".join(str(c) for c in action.choices)
+    names = {int: "an integer", float: "a number", string_to_bool: "true or false", str: "a string"}
+    return names.get(action.type, "a value")
+
+
+def load_yaml(path: str | Path, known: set[str]) -> dict[str, Any]:
+    """Read a YAML config; unknown keys and non-mapping files are errors naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: invalid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of option: value, got {type(data).__name__}")
+    for key in data:
+        if key not in known:
+            hint = difflib.get_close_matches(str(key), sorted(known), n=1)
+            suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ValueError(f"{path}: unknown key {key!r}{suffix}")
+    return data
+
+
+def config_to_dict(*configs: Any) -> dict[str, Any]:
+    """All options of a run as one flat mapping (what ``save_config`` writes)."""
+    out: dict[str, Any] = {}
+    for cfg in configs:
+        if (hasattr(cfg, "to_dict") and not dataclasses.is_dataclass(cfg)) or hasattr(
+            cfg, "to_sanitized_dict"
+        ):
+            out.update(json.loads(json.dumps(cfg.to_dict(), default=str)))
+        else:
+            out.update(dataclasses.asdict(cfg))
+    return out
+
+
+def save_config(path: str | Path, *configs: Any) -> None:
+    """Write the resolved configuration as YAML (it can be passed back to the training script).
+
+    Written to a temporary file and renamed, so a crash never leaves half a config.
+    """
+    with atomic_open(path) as handle:
+        handle.write(yaml.safe_dump(config_to_dict(*configs), sort_keys=False))
