@@ -47,7 +47,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default_decode: str)
         "--max-length",
         type=int,
         default=None,
-        help="tokens per window, specials included (default: the model's)",
+        help="tokens per window, specials included (default: the training max_length, else the model's)",
     )
     parser.add_argument(
         "--stride",

@@ -211,6 +211,7 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> int:
         getattr(tokenizer, "model_max_length", data_cfg.max_length) or data_cfg.max_length,
     )
     encode = dict(max_length=max_len)
+    model.config.nerfocal_max_length = max_len  # predict/evaluate window like training by default
     train_features, _, train_stats = encode_sentences(
         train_sentences,
         tokenizer,

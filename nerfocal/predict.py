@@ -67,7 +67,8 @@ class Predictor:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None``/``"auto"`` picks a GPU if visible.
         decode: ``"viterbi"`` (valid tag sequences only) or ``"argmax"`` (the training evaluation's rule).
         temperature: divide logits by ``config.nerfocal_temperature`` (default 1.0) before softmax.
-        max_length: tokens per window including special tokens; default the model's limit.
+        max_length: tokens per window including special tokens; default the training run's
+            ``max_length`` (``config.nerfocal_max_length``), else the model's limit.
         stride: tokens shared by consecutive windows of a long document; default a quarter window.
         batch_tokens: at most this many padded tokens per forward pass.
         max_batch_size: at most this many windows per forward pass.
@@ -124,6 +125,9 @@ class Predictor:
         limit = self._model_max_length()
         if max_length is not None and not 0 < max_length <= limit:
             raise ValueError(f"expected max_length in 1..{limit} (the model's limit), got {max_length}")
+        trained = getattr(config, "nerfocal_max_length", None)  # the windows the model was trained on
+        if isinstance(trained, int) and trained > 0:
+            limit = min(trained, limit)
         self.max_length = max_length or limit
         embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
         if embeddings is not None and getattr(embeddings, "num_embeddings", len(tokenizer)) < len(tokenizer):

@@ -125,6 +125,17 @@ def test_words_with_no_subword_are_predicted_from_the_unknown_token() -> None:
 # --- long documents --------------------------------------------------------------------------------
 
 
+def test_windows_default_to_the_training_max_length_capped_by_the_model(tmp_path: Path) -> None:
+    directory = save_tiny_model(tmp_path / "model", IOB2_LABELS, max_length=24)
+    assert Predictor.from_pretrained(directory, device="cpu").max_length == 24  # no training record
+    for trained, expected in ((16, 16), (100, 24)):
+        config = json.loads((directory / "config.json").read_text())
+        config["nerfocal_max_length"] = trained
+        (directory / "config.json").write_text(json.dumps(config))
+        assert Predictor.from_pretrained(directory, device="cpu").max_length == expected
+    assert Predictor.from_pretrained(directory, device="cpu", max_length=20).max_length == 20
+
+
 def test_document_three_times_max_length_gets_exactly_one_tag_per_word(predictor: Predictor) -> None:
     words = [*WORDS, "São", "Paulo", "and", "the", "European", "Union", "🙂", "\u200b"] * 9
     input_ids, word_ids, window_docs = predictor._tokenize([words])

@@ -73,6 +73,7 @@ def test_training_writes_model_reports_and_config(trained: Path) -> None:
     assert config["id2label"]["0"] == "O" and len(config["id2label"]) == 9
     assert config["nerfocal_tag_scheme"] == "IOB2"
     assert config["nerfocal_temperature"] > 0
+    assert config["nerfocal_max_length"] == 64  # predict windows like training
     state = json.loads((trained / "trainer_state.json").read_text())
     assert {"step": 4, "loss_switch": "focal"} in state["log_history"]
 
