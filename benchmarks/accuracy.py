@@ -35,6 +35,10 @@ ROWS: dict[str, tuple[str, list[str] | None]] = {
         ["--loss", "focal", "--alpha", "auto", "--prior_init", "false"],
     ),
     "focal_prior": ("focal + prior init", ["--loss", "focal", "--prior_init", "true"]),
+    "focal_g1_prior": (
+        "focal, gamma 1, + prior init",
+        ["--loss", "focal", "--gamma", "1", "--prior_init", "true"],
+    ),
     "focal_prior_warmup": (
         "focal + prior init + CE warm-up (0.1 epoch)",
         ["--loss", "focal", "--prior_init", "true", "--ce_warmup_epochs", "0.1"],
