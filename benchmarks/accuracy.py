@@ -187,9 +187,9 @@ def _per_seed(by_row: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def _verdict(dataset: str, by_row: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """Compare the best nerfocal row with the reference on seed means (the issue's targets)."""
+    """Compare the best focal-loss row with the reference on seed means (the issue's targets)."""
     reference = by_row.get("reference_ce")
-    ours = {row: runs for row, runs in by_row.items() if row != "reference_ce"}
+    ours = {row: runs for row, runs in by_row.items() if row.startswith("focal")}
     if not reference or not ours:
         return []
     ref = [r["test"]["f1"] for r in reference]
@@ -210,7 +210,7 @@ def _verdict(dataset: str, by_row: dict[str, list[dict[str, Any]]]) -> list[str]
             verdict = "met" if delta >= -std else "NOT met"
             target = f"target: at least equal within the reference's seed std of {std:.1f} ({verdict})"
     return [
-        f"Best nerfocal row on mean test F1: **{ROWS[best][0]}**, {100 * mean:.1f}, "
+        f"Best focal-loss row on mean test F1: **{ROWS[best][0]}**, {100 * mean:.1f}, "
         f"{delta:+.1f} F1 against the reference recipe ({seeds}); {target}."
     ]
 

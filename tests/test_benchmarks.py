@@ -100,6 +100,8 @@ def test_verdict_conll_compares_with_the_reference_seed_std():
     one_seed = {"reference_ce": ref[:1], "focal_prior": [_result(0.9, 1)]}
     assert "not established" in accuracy._verdict("conll2003", one_seed)[0]
     assert accuracy._verdict("conll2003", {"focal_prior": ref}) == []
+    better_ce = {**within, "ce": [_result(0.95, s) for s in (1, 2, 3)]}  # not a focal row: not a candidate
+    assert "focal + prior init**, 80.5" in accuracy._verdict("conll2003", better_ce)[0]
 
 
 def test_every_row_names_real_training_flags():
