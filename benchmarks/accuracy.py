@@ -35,6 +35,10 @@ ROWS: dict[str, tuple[str, list[str] | None]] = {
         ["--loss", "focal", "--alpha", "auto", "--prior_init", "false"],
     ),
     "focal_prior": ("focal + prior init", ["--loss", "focal", "--prior_init", "true"]),
+    "focal_prior_random": (
+        "focal + prior init, random batches (the reference's batching)",
+        ["--loss", "focal", "--prior_init", "true", "--train_sampling_strategy", "random"],
+    ),
     "focal_g1_prior": (
         "focal, gamma 1, + prior init",
         ["--loss", "focal", "--gamma", "1", "--prior_init", "true"],
