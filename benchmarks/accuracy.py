@@ -136,7 +136,7 @@ def main(args: Any) -> None:
                 if result is not None:
                     runs.append(result)
     lines = [
-        "## Accuracy: losses and components side by side"
+        f"## Accuracy: losses and components side by side ({', '.join(args.datasets)})"
         if not args.rows
         else f"## Accuracy over seeds: {', '.join(ROWS[r][0].split(' (')[0] for r in rows)}",
         "",
