@@ -39,6 +39,31 @@ ROWS: dict[str, tuple[str, list[str] | None]] = {
         "focal + prior init, random batches (the reference's batching)",
         ["--loss", "focal", "--prior_init", "true", "--train_sampling_strategy", "random"],
     ),
+    "focal_prior_shuffled": (
+        "focal + prior init, length groups in shuffled order",
+        ["--loss", "focal", "--prior_init", "true", "--length_group_order", "shuffled"],
+    ),
+    "focal_prior_shuffled_g8": (
+        "focal + prior init, shuffled length groups of 8 steps",
+        [
+            *("--loss", "focal", "--prior_init", "true"),
+            *("--length_group_order", "shuffled", "--length_group_steps", "8"),
+        ],
+    ),
+    "focal_prior_tokennorm": (
+        "focal + prior init, loss divided by the mean tokens of a step",
+        [
+            *("--loss", "focal", "--prior_init", "true"),
+            *("--length_group_order", "sorted", "--loss_normalization", "dataset"),
+        ],
+    ),
+    "focal_g1_prior_tokennorm": (
+        "focal, gamma 1, + prior init, loss divided by the mean tokens of a step",
+        [
+            *("--loss", "focal", "--gamma", "1", "--prior_init", "true"),
+            *("--length_group_order", "sorted", "--loss_normalization", "dataset"),
+        ],
+    ),
     "focal_g1_prior": (
         "focal, gamma 1, + prior init",
         ["--loss", "focal", "--gamma", "1", "--prior_init", "true"],
@@ -99,6 +124,8 @@ def run_one(row: str, dataset: str, seed: int, args: Any, work: Path) -> dict[st
             "O",
             "--logging_steps",
             "10",
+            # the normalisation of every row but the *_tokennorm ones (rows override it)
+            *("--loss_normalization", "step"),
             *flags,
         )
     print(f"[accuracy] {dataset} {row} seed {seed}", flush=True)
@@ -148,7 +175,9 @@ def main(args: Any) -> None:
         "(fewest training entities); ECE is token-level (15 bins) before -> after temperature scaling "
         "(fitted on dev; the reference gets no temperature), in percent. Mean ± std over the seeds in the "
         "`seeds` column. `train s` is Trainer's train_runtime; the runs shared the 2 cores with other jobs, "
-        "so it is not a speed measure (see the training-speed table for that).",
+        "so it is not a speed measure (see the training-speed table for that). nerfocal rows use its default "
+        "length-grouped batches unless they say otherwise, and `--loss_normalization step` unless they say "
+        "'loss divided by the mean tokens of a step' (`dataset`, nerfocal's default since those rows).",
         "",
     ]
     for dataset, by_row in table.items():

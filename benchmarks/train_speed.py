@@ -18,18 +18,29 @@ from typing import Any
 
 from common import command_line, machine, nerfocal_command, reference_command, write_section
 
-RUNNERS = {
-    "reference": "reference recipe (Trainer + built-in CE, random batches)",
-    "nerfocal_random": "nerfocal focal loss, identical batching (random)",
-    "nerfocal_default": "nerfocal focal loss, default batching (length-grouped)",
+# runner -> (description, batching flags of scripts/train_ner.py); None = the reference peer
+RUNNERS: dict[str, tuple[str, list[str] | None]] = {
+    "reference": ("reference recipe (Trainer + built-in CE, random batches)", None),
+    "nerfocal_random": (
+        "nerfocal focal loss, identical batching (random)",
+        ["--train_sampling_strategy", "random"],
+    ),
+    "nerfocal_default": (
+        "nerfocal focal loss, default batching (length-grouped)",
+        ["--train_sampling_strategy", "group_by_length"],
+    ),
+    "nerfocal_groups8": (
+        "nerfocal focal loss, length groups of 8 steps",
+        ["--train_sampling_strategy", "group_by_length", "--length_group_steps", "8"],
+    ),
 }
 
 
 def run_one(name: str, steps: int, out: Path) -> dict[str, Any]:
-    if name == "reference":
+    flags = RUNNERS[name][1]
+    if flags is None:
         cmd = reference_command("conll2003", out, "--max-steps", str(steps), "--no-eval", "--seed", "1")
     else:
-        sampling = "random" if name == "nerfocal_random" else "group_by_length"
         cmd = nerfocal_command(
             "conll2003",
             out,
@@ -45,8 +56,7 @@ def run_one(name: str, steps: int, out: Path) -> dict[str, Any]:
             "non_padding",
             "--loss",
             "focal",
-            "--train_sampling_strategy",
-            sampling,
+            *flags,
             evaluate=False,
         )
     proc = subprocess.run(
@@ -96,7 +106,7 @@ def main(args: Any) -> None:
     for name, runs in results.items():
         tps = statistics.fmean(r["tokens_per_s"] for r in runs)
         lines.append(
-            f"| {RUNNERS[name]} | {tps:.0f} | {tps / ref:.2f}x | "
+            f"| {RUNNERS[name][0]} | {tps:.0f} | {tps / ref:.2f}x | "
             f"{statistics.fmean(r['peak_rss_mb'] for r in runs):.0f} | {runs[0]['tokens']:,} |"
         )
     write_section("train-speed", "\n".join(lines))

@@ -245,6 +245,8 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> int:
         loss_config=loss_cfg,
         label_list=label_list,
         label_counts=counts,
+        length_group_order=data_cfg.length_group_order,
+        length_group_steps=data_cfg.length_group_steps,
         callbacks=[stopper],
     )
     try:

@@ -21,6 +21,7 @@ from nerfocal.conll import text_encoding
 
 LOSSES = ("ce", "focal", "focal_adaptive", "margin", "soft_margin", "dice")
 FOCAL_FAMILY = ("focal", "focal_adaptive")
+LOSS_NORMALIZATIONS = ("step", "dataset")
 
 # Defaults nerfocal changes in TrainingArguments (the rest keep transformers' defaults).
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -118,6 +119,21 @@ class DataConfig:
     strict_metrics: bool = field(
         default=False, metadata={"help": "seqeval strict IOB2 mode (invalid chunks count as errors)."}
     )
+    length_group_order: str = field(
+        default="sorted",
+        metadata={
+            "help": "With train_sampling_strategy group_by_length: visit the batches longest to shortest "
+            "within each group of length_group_steps batches ('sorted', transformers' order, default) or "
+            "the same batches in random order ('shuffled')."
+        },
+    )
+    length_group_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "With group_by_length: batches (optimizer steps) sorted together by length. Fewer: more "
+            "padding, more varied batches. Default: transformers' (50, or fewer on small data)."
+        },
+    )
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -127,6 +143,7 @@ class DataConfig:
             "label_scheme": ("IOB2", "BIOES"),
             "unknown_labels": ("error", "O"),
             "long_sentences": ("split", "truncate"),
+            "length_group_order": ("shuffled", "sorted"),
         }
         for name, accepted in choices.items():
             value = getattr(self, name)
@@ -136,6 +153,8 @@ class DataConfig:
                 raise ValueError(f"{name}: expected one of {', '.join(accepted)}, got {value!r}")
         if self.max_length < 2:
             raise ValueError(f"max_length: expected an integer >= 2, got {self.max_length!r}")
+        if self.length_group_steps is not None and self.length_group_steps < 1:
+            raise ValueError(f"length_group_steps: expected an integer >= 1, got {self.length_group_steps!r}")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise ValueError(f"max_train_samples: expected an integer >= 1, got {self.max_train_samples!r}")
         text_encoding(self.encoding)  # ValueError naming an unknown codec
@@ -175,6 +194,15 @@ class LossConfig:
         default=1.0, metadata={"help": "dice: exponent of the (1 - p) factor (the paper's alpha)."}
     )
     dice_smooth: float = field(default=1.0, metadata={"help": "dice: smoothing constant."})
+    loss_normalization: str = field(
+        default="dataset",
+        metadata={
+            "help": "'dataset' (default): a step's summed loss divided by the mean labelled tokens of a step "
+            "over the training set, so every token weighs the same, in short batches as in long ones. "
+            "'step': divided by the step's own token count (every step weighs the same). See "
+            "docs/losses.md."
+        },
+    )
     temperature_scaling: bool = field(
         default=True, metadata={"help": "Fit a softmax temperature on the dev set after training."}
     )
@@ -183,6 +211,11 @@ class LossConfig:
         check_field_types(self, skip=("alpha",))  # alpha: see parse_alpha
         if self.loss not in LOSSES:
             raise ValueError(f"loss: expected one of {LOSSES}, got {self.loss!r}")
+        if self.loss_normalization not in LOSS_NORMALIZATIONS:
+            raise ValueError(
+                f"loss_normalization: expected one of {', '.join(LOSS_NORMALIZATIONS)}, "
+                f"got {self.loss_normalization!r}"
+            )
         if not self.gamma >= 0:
             raise ValueError(f"gamma: expected a number >= 0, got {self.gamma!r}")
         if not 0.5 < self.margin < 1:
@@ -327,6 +360,7 @@ __all__ = [
     "CONFIG_CLASSES",
     "FOCAL_FAMILY",
     "LOSSES",
+    "LOSS_NORMALIZATIONS",
     "TRAINING_DEFAULTS",
     "DataConfig",
     "LossConfig",

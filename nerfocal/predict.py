@@ -122,13 +122,12 @@ class Predictor:
         self.split_pattern = split_pattern
         if split_pattern is not None:
             compile_pattern(split_pattern)
-        limit = self._model_max_length()
-        if max_length is not None and not 0 < max_length <= limit:
-            raise ValueError(f"expected max_length in 1..{limit} (the model's limit), got {max_length}")
+        model_limit = self._model_max_length()
+        if max_length is not None and not 0 < max_length <= model_limit:
+            raise ValueError(f"expected max_length in 1..{model_limit} (the model's limit), got {max_length}")
         trained = getattr(config, "nerfocal_max_length", None)  # the windows the model was trained on
-        if isinstance(trained, int) and trained > 0:
-            limit = min(trained, limit)
-        self.max_length = max_length or limit
+        default = min(trained, model_limit) if isinstance(trained, int) and trained > 0 else model_limit
+        self.max_length = max_length or default
         embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
         if embeddings is not None and getattr(embeddings, "num_embeddings", len(tokenizer)) < len(tokenizer):
             raise ValueError(

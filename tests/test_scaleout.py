@@ -189,6 +189,18 @@ def test_gradient_accumulation_matches_one_large_batch(files: dict[str, Path], o
 
 
 @pytest.mark.slow
+def test_dataset_normalization_and_shuffled_groups_match_one_process(files: dict[str, Path]) -> None:
+    # the constant divisor counts the tokens of a whole step (both processes); the shuffled order of the
+    # length groups is drawn from (seed, epoch) alone, so both processes cut the same steps
+    extra = ("--loss_normalization", "dataset", "--length_group_order", "shuffled")
+    two, one = files["tmp"] / "two_dataset_norm", files["tmp"] / "one_dataset_norm"
+    launch(TRAIN_SCRIPT, sgd_args(files, two, 4, *extra), files["tmp"])
+    assert train_main(sgd_args(files, one, 8, "--use_cpu", "true", *extra)) == 0
+    assert step_losses(two) == pytest.approx(step_losses(one), rel=1e-4)
+    assert_same_weights(two, one)
+
+
+@pytest.mark.slow
 def test_distributed_evaluation_counts_every_sentence_once(files: dict[str, Path], two_procs: Path) -> None:
     # the 2-process model evaluated by one process (learning rate 0: one step leaves the weights as they are)
     out = files["tmp"] / "eval_one_proc"

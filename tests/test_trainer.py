@@ -30,10 +30,12 @@ def _one_step_delta(tmp_path, batch: int, accumulation: int, **overrides) -> dic
     return {k: before[k] - v.detach() for k, v in model.named_parameters()}
 
 
+@pytest.mark.parametrize("normalization", ["step", "dataset"])
 @pytest.mark.parametrize("loss", ["focal", "ce"])
-def test_accumulation_gives_the_same_gradient_as_one_large_batch(tmp_path, loss) -> None:  # type: ignore[no-untyped-def]
-    full = _one_step_delta(tmp_path / "a", 8, 1, loss=loss, alpha="auto")
-    accumulated = _one_step_delta(tmp_path / "b", 4, 2, loss=loss, alpha="auto")
+def test_accumulation_gives_the_same_gradient_as_one_large_batch(tmp_path, loss, normalization) -> None:  # type: ignore[no-untyped-def]
+    options = dict(loss=loss, alpha="auto", loss_normalization=normalization)
+    full = _one_step_delta(tmp_path / "a", 8, 1, **options)
+    accumulated = _one_step_delta(tmp_path / "b", 4, 2, **options)
     for name, delta in full.items():
         torch.testing.assert_close(accumulated[name], delta, rtol=1e-5, atol=1e-5, msg=name)
     assert any(d.abs().sum() > 0 for d in full.values())
@@ -146,3 +148,33 @@ def test_nan_loss_stops_training_naming_the_step(tmp_path) -> None:  # type: ign
     with pytest.raises(LossDivergedError, match=r"step 0: .*NaN or infinite.*logits"):
         trainer.train()
     assert (tmp_path / "checkpoint-diverged-0" / "model.safetensors").is_file()
+
+
+def test_dataset_normalization_divides_by_the_mean_tokens_of_a_step(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # 8 sentences, batch 4: the first step sees sentences 0-3 and is divided by half of all tokens,
+    # not by its own token count (the "step" normalisation)
+    features, tokenizer = sample_features(8)
+    labelled = [sum(y != -100 for y in f["labels"]) for f in features]
+    assert sum(labelled[:4]) != sum(labelled) / 2  # the two divisors differ on this data
+    reference = tiny_model(seed=1)
+    delta = _one_step_delta(tmp_path, 4, 1, loss="focal", gamma=2.0, loss_normalization="dataset")
+    batch = trainer_batch(features[:4], tokenizer)
+    labels = batch.pop("labels")
+    loss = focal_loss(reference(**batch).logits, labels, gamma=2.0, reduction="sum") / (sum(labelled) / 2)
+    loss.backward()
+    for name, p in reference.named_parameters():
+        torch.testing.assert_close(delta[name], p.grad, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_dataset_normalization_leaves_evaluation_a_per_token_mean(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    features, tokenizer = sample_features(8)
+    trainer = make_trainer(tmp_path, features, tokenizer, loss_normalization="dataset")
+    step = make_trainer(tmp_path, features, tokenizer, loss_normalization="step")
+    batch = trainer_batch(features[:2], tokenizer)
+    trainer.model.eval()
+    step.model.eval()
+    with torch.no_grad():
+        got, expected = trainer.compute_loss(trainer.model, batch), step.compute_loss(step.model, batch)
+    assert float(got) == pytest.approx(float(expected))
+    # batch 8 over 8 sentences: one step holds every labelled token
+    assert trainer.mean_tokens_per_step() == sum(sum(y != -100 for y in f["labels"]) for f in features)
