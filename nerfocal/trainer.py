@@ -99,22 +99,31 @@ class FocalLossTrainer(Trainer):
             self._ce_steps = steps
         return self._ce_steps
 
-    def mean_tokens_per_step(self) -> float:
+    def mean_tokens_per_step(self) -> float | None:
         """Mean labelled tokens of an optimizer step over the training set (``loss_normalization="dataset"``).
 
         A step holds per-device batch x accumulation steps x processes examples. Dividing every step's
         summed loss by this constant makes the mean of the step losses over an epoch the mean over its
         tokens, and gives a step of average size the loss it gets with ``"step"`` normalisation.
+        None when the training set has no length (an iterable dataset): the trainer then falls back to
+        the ``"step"`` normalisation and says so once in the log.
         """
         if self._tokens_per_step is None:
             dataset: Any = self.train_dataset
             if dataset is None or not hasattr(dataset, "__len__") or len(dataset) == 0:
-                raise ValueError("loss_normalization dataset: needs a training set of known length")
-            labelled = sum(sum(int(y != IGNORE_INDEX) for y in example["labels"]) for example in dataset)
-            args = self.args
-            step_batch = args.train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
-            self._tokens_per_step = max(1.0, labelled * min(step_batch, len(dataset)) / len(dataset))
-        return self._tokens_per_step
+                logger.warning(
+                    "loss_normalization dataset needs a training set of known length; "
+                    "using the step normalisation (each step's mean over its tokens)"
+                )
+                self._tokens_per_step = 0.0
+            else:
+                labelled = sum(sum(int(y != IGNORE_INDEX) for y in example["labels"]) for example in dataset)
+                args = self.args
+                step_batch = (
+                    args.train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+                )
+                self._tokens_per_step = max(1.0, labelled * min(step_batch, len(dataset)) / len(dataset))
+        return self._tokens_per_step or None
 
     def current_loss(self, training: bool = True) -> tuple[str, dict[str, Any]]:
         """The loss name and parameters for the current optimizer step (``state.global_step``).
@@ -206,9 +215,11 @@ class FocalLossTrainer(Trainer):
             self.alpha = self.alpha.to(logits.device)
         name, params = self.current_loss(training=model.training)
         loss_sum = compute_loss(name, logits, labels, reduction="sum", **params)
-        if model.training and self.loss_config.loss_normalization == "dataset":
+        per_token = model.training and self.loss_config.loss_normalization == "dataset"
+        divisor = self.mean_tokens_per_step() if per_token else None
+        if divisor is not None:
             # a constant divisor: every token of the epoch weighs the same, whatever its step's token count
-            loss = loss_sum / self.mean_tokens_per_step()
+            loss = loss_sum / divisor
             if self.accelerator.num_processes > 1:
                 loss = loss * self.accelerator.num_processes  # DDP averages gradients over processes
         elif num_items_in_batch is None:

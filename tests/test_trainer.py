@@ -178,3 +178,21 @@ def test_dataset_normalization_leaves_evaluation_a_per_token_mean(tmp_path) -> N
     assert float(got) == pytest.approx(float(expected))
     # batch 8 over 8 sentences: one step holds every labelled token
     assert trainer.mean_tokens_per_step() == sum(sum(y != -100 for y in f["labels"]) for f in features)
+
+
+def test_dataset_normalization_without_a_sized_training_set_falls_back_to_the_step_mean(
+    tmp_path, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    features, tokenizer = sample_features(8)
+    trainer = make_trainer(tmp_path, features, tokenizer, loss_normalization="dataset")
+    step = make_trainer(tmp_path, features, tokenizer, loss_normalization="step")
+    trainer.train_dataset = iter(features)  # no __len__, as an IterableDataset
+    # train() sets the accumulation steps
+    trainer.current_gradient_accumulation_steps = step.current_gradient_accumulation_steps = 1
+    batch = trainer_batch(features[:3], tokenizer)
+    with caplog.at_level("WARNING", logger="nerfocal.trainer"):
+        got = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=None)
+    assert "needs a training set of known length" in caplog.text
+    assert trainer.mean_tokens_per_step() is None
+    expected = step.compute_loss(step.model, dict(batch), num_items_in_batch=None)
+    assert float(got) == pytest.approx(float(expected))
