@@ -2,7 +2,8 @@
 
     python benchmarks/benchmark.py accuracy --datasets wnut17 --seeds 1 2 3 --epochs 1 --lr 1e-4
     python benchmarks/benchmark.py accuracy --datasets conll2003 --seeds 1 2 3 --epochs 1 --lr 1e-4
-    python benchmarks/benchmark.py train-speed --steps 100 --repeats 2
+    python benchmarks/benchmark.py train-speed --steps 100 --repeats 3
+    python benchmarks/benchmark.py step-sizes
     python benchmarks/benchmark.py inference --model outputs/minilm_conll2003
 
 Needs ../shared/data (CoNLL-2003, WNUT-17) beside the repository and the MiniLM encoder
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     speed.add_argument("--steps", type=int, default=120)
     speed.add_argument("--repeats", type=int, default=2)
     speed.add_argument("--work-dir", default="runs/bench_speed")
+    steps = sub.add_parser("step-sizes", help="labelled tokens per optimizer step under each batching")
+    steps.add_argument(
+        "--datasets", nargs="+", default=["conll2003", "wnut17"], choices=["wnut17", "conll2003"]
+    )
     inf = sub.add_parser("inference", help="sentences/s of nerfocal predict vs transformers.pipeline")
     inf.add_argument("--model", required=True, help="a model trained on CoNLL-2003 (9 tags)")
     inf.add_argument("--work-dir", default="runs/bench_inference")
@@ -67,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         import train_speed
 
         train_speed.main(args)
+    elif args.table == "step-sizes":
+        import step_sizes
+
+        step_sizes.main(args)
     else:
         import inference
 

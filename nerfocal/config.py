@@ -22,6 +22,7 @@ from nerfocal.conll import text_encoding
 LOSSES = ("ce", "focal", "focal_adaptive", "margin", "soft_margin", "dice")
 FOCAL_FAMILY = ("focal", "focal_adaptive")
 LOSS_NORMALIZATIONS = ("step", "dataset")
+LENGTH_GROUP_ORDERS = ("shuffled", "sorted")
 
 # Defaults nerfocal changes in TrainingArguments (the rest keep transformers' defaults).
 TRAINING_DEFAULTS: dict[str, Any] = {
@@ -143,7 +144,7 @@ class DataConfig:
             "label_scheme": ("IOB2", "BIOES"),
             "unknown_labels": ("error", "O"),
             "long_sentences": ("split", "truncate"),
-            "length_group_order": ("shuffled", "sorted"),
+            "length_group_order": LENGTH_GROUP_ORDERS,
         }
         for name, accepted in choices.items():
             value = getattr(self, name)
@@ -359,6 +360,7 @@ _OWN_STR_FIELDS = frozenset(
 __all__ = [
     "CONFIG_CLASSES",
     "FOCAL_FAMILY",
+    "LENGTH_GROUP_ORDERS",
     "LOSSES",
     "LOSS_NORMALIZATIONS",
     "TRAINING_DEFAULTS",

@@ -39,11 +39,10 @@ from torch.utils.data import SequentialSampler
 from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
+from nerfocal.config import LENGTH_GROUP_ORDERS
 from nerfocal.losses import IGNORE_INDEX, compute_loss, resolve_alpha
 
 logger = logging.getLogger(__name__)
-
-LENGTH_GROUP_ORDERS = ("shuffled", "sorted")
 
 
 class LossDivergedError(RuntimeError):
@@ -108,7 +107,7 @@ class FocalLossTrainer(Trainer):
         None when the training set has no length (an iterable dataset): the trainer then falls back to
         the ``"step"`` normalisation and says so once in the log.
         """
-        if self._tokens_per_step is None:
+        if self._tokens_per_step is None:  # counted once; 0.0 stands for "no length: fall back"
             dataset: Any = self.train_dataset
             if dataset is None or not hasattr(dataset, "__len__") or len(dataset) == 0:
                 logger.warning(
@@ -118,12 +117,14 @@ class FocalLossTrainer(Trainer):
                 self._tokens_per_step = 0.0
             else:
                 labelled = sum(sum(int(y != IGNORE_INDEX) for y in example["labels"]) for example in dataset)
-                args = self.args
-                step_batch = (
-                    args.train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
-                )
-                self._tokens_per_step = max(1.0, labelled * min(step_batch, len(dataset)) / len(dataset))
+                examples = min(self._step_batch(), len(dataset))
+                self._tokens_per_step = max(1.0, labelled * examples / len(dataset))
         return self._tokens_per_step or None
+
+    def _step_batch(self) -> int:
+        """Examples of one optimizer step: per-device batch x accumulation steps x processes."""
+        args = self.args
+        return args.train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
 
     def current_loss(self, training: bool = True) -> tuple[str, dict[str, Any]]:
         """The loss name and parameters for the current optimizer step (``state.global_step``).
@@ -174,9 +175,8 @@ class FocalLossTrainer(Trainer):
             # of 1 process x batch N*b (accelerate deals consecutive batches to the processes in turn)
             args = self.args
             seed = args.data_seed if args.data_seed is not None else args.seed
-            step_batch = args.train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
             sampler = EpochLengthGroupedSampler(
-                step_batch,
+                self._step_batch(),
                 sampler.lengths,
                 seed,
                 self._epoch_index,
@@ -326,7 +326,8 @@ class EpochLengthGroupedSampler(LengthGroupedSampler):
         group_steps: int | None = None,
     ) -> None:
         if order not in LENGTH_GROUP_ORDERS:
-            raise ValueError(f"length_group_order: expected one of {LENGTH_GROUP_ORDERS}, got {order!r}")
+            accepted = ", ".join(LENGTH_GROUP_ORDERS)
+            raise ValueError(f"length_group_order: expected one of {accepted}, got {order!r}")
         if group_steps is not None and group_steps < 1:
             raise ValueError(f"length_group_steps: expected an integer >= 1, got {group_steps!r}")
         super().__init__(batch_size, lengths=list(lengths))
