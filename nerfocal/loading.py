@@ -15,7 +15,9 @@ from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokeni
 
 from nerfocal.labels import split_tag
 
-__all__ = ["labels_from_config", "load_pretrained", "resolve_device"]
+__all__ = ["labels_from_config", "load_pretrained", "load_tokenizer", "resolve_device", "resolve_model_path"]
+
+PACKAGE_PREFIX = "package:"
 
 # byte-level BPE tokenizers need a prefix space to tokenize pre-split words (as in training)
 _PREFIX_SPACE_MODELS = frozenset({"roberta", "gpt2", "bart", "longformer", "deberta", "mpnet"})
@@ -106,3 +108,36 @@ def load_pretrained(path: str | Path, *, trust_remote_code: bool = False) -> tup
             f"{directory}: model weights are incomplete ({len(missing)} missing, e.g. {missing[0]})"
         )
     return model, tokenizer
+
+
+def resolve_model_path(name: str) -> str:
+    """``package:<module>`` -> the ``model/`` folder shipped inside that installed Python package."""
+    if not name.startswith(PACKAGE_PREFIX):
+        return name
+    import importlib.util
+
+    module = name[len(PACKAGE_PREFIX) :]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"model_name_or_path: package {module!r} is not installed "
+            f"(pip install {module.replace('_', '-')})"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"model_name_or_path: {folder} has no config.json")
+    return str(folder)
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
+    """The fast tokenizer of an encoder to fine-tune (hub name or local directory)."""
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    extra = {"add_prefix_space": True} if config.model_type in _PREFIX_SPACE_MODELS else {}
+    tokenizer = AutoTokenizer.from_pretrained(
+        path, use_fast=True, trust_remote_code=trust_remote_code, **extra
+    )
+    if not tokenizer.is_fast:
+        raise ValueError(
+            f"{path}: nerfocal needs a fast tokenizer (word_ids()); this model only has a slow one"
+        )
+    return tokenizer

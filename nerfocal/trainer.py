@@ -40,7 +40,7 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
 from nerfocal.config import LENGTH_GROUP_ORDERS
-from nerfocal.losses import IGNORE_INDEX, compute_loss, resolve_alpha
+from nerfocal.losses import IGNORE_INDEX, compute_loss, loss_params, resolve_alpha
 
 logger = logging.getLogger(__name__)
 
@@ -149,20 +149,8 @@ class FocalLossTrainer(Trainer):
         return name, self.loss_params(name, ramp)
 
     def loss_params(self, name: str, ramp: float = 1.0) -> dict[str, Any]:
-        cfg = self.loss_config
-        params: dict[str, Any] = {"alpha": self.alpha}
-        if name == "focal":
-            params["gamma"] = cfg.gamma * ramp
-        elif name == "focal_adaptive":
-            gammas, thresholds = cfg.adaptive_params()
-            params.update(gammas=tuple(g * ramp for g in gammas), thresholds=thresholds)
-        elif name == "margin":
-            params["margin"] = cfg.margin
-        elif name == "soft_margin":
-            params.update(margin=cfg.margin, k=cfg.margin_k)
-        elif name == "dice":
-            params.update(power=cfg.dice_power, smooth=cfg.dice_smooth)
-        return params
+        """The keyword parameters of loss ``name`` (see :data:`nerfocal.losses.LOSSES`)."""
+        return loss_params(name, self.loss_config, self.alpha, ramp)
 
     # ---- Trainer hooks -----------------------------------------------------------------------
 

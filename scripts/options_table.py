@@ -10,14 +10,18 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from nerfocal.config import CONFIG_CLASSES
+from nerfocal.config import CONFIG_CLASSES, NerTrainingArguments
 
 
 def options_table() -> str:
     lines = ["| option (YAML key / `--flag`) | default | meaning |", "|---|---|---|"]
-    for cls in CONFIG_CLASSES:
+    for cls in (*CONFIG_CLASSES, NerTrainingArguments):
         for f in dataclasses.fields(cls):
+            if cls is NerTrainingArguments and f.name not in NerTrainingArguments.__annotations__:
+                continue  # transformers' own options keep transformers' defaults and help
             default = f.default if f.default is not dataclasses.MISSING else ""
+            if f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
             text = " ".join(str(f.metadata.get("help", "")).split()).replace("|", "\\|")
             lines.append(f"| `{f.name}` ({cls.__name__}) | `{default}` | {text} |")
     return "\n".join(lines)

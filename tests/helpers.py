@@ -32,7 +32,7 @@ def tiny_model(labels: list[str] = LABELS, seed: int = 0, dropout: float = 0.0) 
 
 def sample_features(n: int, tokenizer: Any = None) -> tuple[list[dict[str, Any]], Any]:
     from nerfocal.conll import read_conll
-    from nerfocal.data import encode_sentences
+    from nerfocal.encode import encode_sentences
 
     tokenizer = tokenizer or build_tokenizer()
     sentences = list(read_conll(SAMPLE / "train.conll"))[:n]

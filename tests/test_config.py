@@ -34,7 +34,7 @@ def test_unknown_yaml_key_is_an_error_with_a_suggestion(tmp_path: Path) -> None:
         (["--margin", "1.2"], r"margin: expected a number in \(0.5, 1\)"),
         (["--loss", "hinge"], "loss: expected one of"),
         (["--alpha", "[0.1, oops]"], "alpha: expected"),
-        (["--adaptive_gammas", "5,3,1"], "adaptive_gammas: expected 2 values"),
+        (["--adaptive_gammas", "5", "3", "1"], "adaptive_gammas: expected 2 values"),
     ],
 )
 def test_invalid_values_name_the_key(argv: list[str], message: str) -> None:

@@ -9,7 +9,9 @@ from conftest import LABELS, SHARED_DATA
 
 from nerfocal.config import DataConfig
 from nerfocal.conll import DataFormatError, Sentence, read_conll, read_jsonl
-from nerfocal.data import IGNORE_INDEX, encode_sentences, load_ner_data, word_predictions
+from nerfocal.data import load_ner_data
+from nerfocal.encode import encode_sentences, word_predictions
+from nerfocal.labels import IGNORE_INDEX
 
 L2I = {label: i for i, label in enumerate(LABELS)}
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from nerfocal.config import parse_alpha
 from nerfocal.conll import DataFormatError, Sentence, parse_record, read_conll, read_jsonl, write_conll
-from nerfocal.data import encode_sentences, word_predictions
+from nerfocal.encode import encode_sentences, word_predictions
 from nerfocal.labels import (
     SCHEMES,
     convert_tags,

@@ -332,10 +332,11 @@ def test_loss_params_match_the_function_signatures():
 
     from nerfocal import losses
 
-    for name, fn in losses._LOSSES.items():
+    for name, spec in losses.LOSSES.items():
+        fn = spec.function
         kw = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
         assert sorted(LOSS_PARAMS[name]) == sorted(set(kw) - {"reduction"})
-    assert tuple(losses._LOSSES) == LOSS_NAMES
+    assert tuple(losses.LOSSES) == LOSS_NAMES
 
 
 @pytest.mark.parametrize(

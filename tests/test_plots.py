@@ -63,7 +63,7 @@ def head_conll(source: Path, n: int, target: Path) -> Path:
 
 
 def test_loss_curves_follow_the_formulas() -> None:
-    from nerfocal.plots import loss_curves
+    from nerfocal.report.plots import loss_curves
 
     p = np.array([0.05, 0.3, 0.59, 0.61, 0.9, 1.0])
     curves = loss_curves(p, gammas=(0.5, 2.0), margin=0.6, k=10.0)
@@ -138,7 +138,7 @@ def test_missing_matplotlib_is_a_one_line_error(
     assert cli_main(["plot", "losses", "--output", str(tmp_path / "l.png")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'nerfocal[plot]'" in err
-    from nerfocal.plots import require_matplotlib
+    from nerfocal.report.plots import require_matplotlib
 
     with pytest.raises(ModuleNotFoundError, match=r"nerfocal\[plot\]"):
         require_matplotlib()
@@ -216,7 +216,7 @@ def test_error_kinds_of_the_run_add_up_to_seqeval(run_dir: Path) -> None:
 
 
 def test_plot_training_marks_the_switch_and_writes_a_png(run_dir: Path, tmp_path: Path) -> None:
-    from nerfocal.plots import training_series
+    from nerfocal.report.plots import training_series
 
     state = json.loads((run_dir / "trainer_state.json").read_text())
     parsed = training_series(state["log_history"])
@@ -228,7 +228,7 @@ def test_plot_training_marks_the_switch_and_writes_a_png(run_dir: Path, tmp_path
 
 
 def test_plot_training_falls_back_to_the_latest_checkpoint(tmp_path: Path) -> None:
-    from nerfocal.cli_plot import find_trainer_state
+    from nerfocal.cli.plot import find_trainer_state
 
     for step in (2, 10, 9):
         (tmp_path / f"checkpoint-{step}").mkdir()

@@ -20,7 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import BertConfig
 
-from nerfocal import cli_evaluate, cli_predict
+from nerfocal.cli import evaluate as cli_evaluate
+from nerfocal.cli import predict as cli_predict
 from nerfocal.decode import transition_constraints, viterbi_decode
 from nerfocal.labels import count_invalid_iob2, split_tag
 from nerfocal.predict import Document, Predictor, resolve_device, split_words
@@ -456,8 +457,8 @@ def test_evaluate_matches_the_training_evaluation(tmp_path: Path) -> None:
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     from nerfocal.conll import read_conll
-    from nerfocal.data import encode_sentences
-    from nerfocal.evaluation import score_logits
+    from nerfocal.encode import encode_sentences
+    from nerfocal.evaluate import score_logits
     from nerfocal.labels import convert_tags
 
     data = tmp_path / "test.conll"

@@ -66,7 +66,7 @@ def _tiny_overrides(model: Path, out: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from nerfocal.cli_train import main
+    from nerfocal.cli.train import main
 
     tmp = tmp_path_factory.mktemp("readme")
     encoder = build_tiny_model(tmp / "encoder", labels=["O", "B-X"])

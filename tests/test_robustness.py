@@ -22,7 +22,8 @@ from conftest import LABELS, ROOT, SHARED_DATA, build_tokenizer
 from nerfocal.cli import main as cli_main
 from nerfocal.config import DataConfig, LossConfig, ModelConfig, parse_config
 from nerfocal.conll import atomic_open, read_conll
-from nerfocal.data import encode_sentences, load_ner_data, word_predictions
+from nerfocal.data import load_ner_data
+from nerfocal.encode import encode_sentences, word_predictions
 from nerfocal.metrics import entity_metrics
 from nerfocal.predict import VITERBI_SEGMENT, Document, Predictor
 
@@ -530,7 +531,7 @@ def test_loss_side_nan_stops_training_with_one_line_naming_step_and_loss(
 
 
 def test_interrupted_write_leaves_the_previous_file_and_no_temporary(tmp_path: Path) -> None:
-    from nerfocal.cli_predict import open_output
+    from nerfocal.documents import open_output
     from nerfocal.metrics import write_json_atomic
 
     target = tmp_path / "out.json"
@@ -596,7 +597,8 @@ def test_remote_code_is_off_unless_asked() -> None:
     import argparse
     import inspect
 
-    from nerfocal import cli_evaluate, cli_predict
+    from nerfocal.cli import evaluate as cli_evaluate
+    from nerfocal.cli import predict as cli_predict
 
     assert ModelConfig().trust_remote_code is False
     assert parse_config([])[0].trust_remote_code is False

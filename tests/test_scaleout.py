@@ -22,7 +22,7 @@ import torch
 from conftest import ROOT, SAMPLE, build_tokenizer
 from helpers import tiny_model
 
-from nerfocal.cli_train import main as train_main
+from nerfocal.cli.train import main as train_main
 from nerfocal.resume import StopOnSignal, resolve_resume_checkpoint
 from nerfocal.trainer import EpochLengthGroupedSampler
 
@@ -58,7 +58,7 @@ class Trainer(nerfocal.trainer.FocalLossTrainer):
         self.add_callback(PauseAfterFirstSave())
 
 nerfocal.trainer.FocalLossTrainer = Trainer
-from nerfocal.cli_train import main
+from nerfocal.cli.train import main
 sys.exit(main())
 """
 

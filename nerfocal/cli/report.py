@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from nerfocal.report import WordPredictions
+    from nerfocal.report.analysis import WordPredictions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,11 +98,10 @@ def _predict_data(args: argparse.Namespace) -> WordPredictions:
     """Word-level argmax predictions of the model in OUTPUT_DIR on --data (gold in the model's scheme)."""
     from transformers.utils import logging as hf_logging
 
-    from nerfocal.cli_evaluate import read_gold
-    from nerfocal.cli_predict import check_input
+    from nerfocal.documents import check_input
+    from nerfocal.evaluate import predict_words, read_gold
     from nerfocal.labels import convert_tags, detect_scheme
     from nerfocal.predict import Predictor
-    from nerfocal.report import predict_words
 
     check_input(args.data)
     tokens, gold = read_gold(args.data, args.data_format, args.encoding)

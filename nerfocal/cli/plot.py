@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("matplotlib") is None:
         sys.stderr.write(f"nerfocal plot: error: {MISSING_MATPLOTLIB}\n")
         return 2
-    from nerfocal import plots
+    from nerfocal.report import plots
 
     if args.figure == "losses":
         if any(g < 0 for g in args.gammas):

@@ -1,4 +1,4 @@
-"""Word-level error analysis and the run report (``report.html`` + ``report.md``).
+"""Word-level error analysis of a run: predictions files, confusions, error kinds, calibration arrays.
 
 A training run writes ``predictions_<split>.jsonl`` (one sentence per line: ``tokens``, ``gold``,
 ``pred`` tags and the ``confidence`` of each predicted tag) beside ``eval_results.json``; from those
@@ -118,7 +118,7 @@ def write_run_predictions(
     temperature: float = 1.0,
 ) -> Path:
     """Write a training run's argmax predictions of one split as ``predictions_<split>.jsonl``."""
-    from nerfocal.data import word_predictions
+    from nerfocal.encode import word_predictions
 
     pred = word_predictions(windows, np.asarray(logits).argmax(-1), sentences, id2label)
     words = WordPredictions(
@@ -166,18 +166,6 @@ def read_predictions(path: str | Path) -> WordPredictions:
             else:
                 words.confidence = None
     return words
-
-
-def predict_words(predictor: Any, tokens: list[list[str]], gold: list[list[str]]) -> WordPredictions:
-    """Run a :class:`nerfocal.predict.Predictor` over labelled sentences (gold in the model's scheme)."""
-    from nerfocal.predict import Document
-
-    pred: list[list[str]] = []
-    confidence: list[list[float | None]] = []
-    for prediction in predictor.predict_documents(Document(words) for words in tokens):
-        pred.append(list(prediction.tags))
-        confidence.append(list(prediction.scores))  # argmax decoding: the max probability
-    return WordPredictions(tokens, gold, pred, confidence)
 
 
 # ---- analysis ----------------------------------------------------------------------------------
@@ -302,57 +290,6 @@ def default_split(run_dir: Path) -> str | None:
         if (run_dir / f"predictions_{split}.jsonl").is_file() or split in results:
             return split
     return None
-
-
-def write_report(
-    run_dir: str | Path,
-    *,
-    split: str | None = None,
-    words: WordPredictions | None = None,
-    source: str | None = None,
-    output_dir: str | Path | None = None,
-    formats: Sequence[str] = ("html", "md"),
-    max_examples: int = 3,
-) -> list[Path]:
-    """Build the report of a training output directory; returns the files written.
-
-    Args:
-        run_dir: a training output directory (or any saved model directory when ``words`` is given).
-        split: ``test`` / ``validation``; default :func:`default_split`.
-        words: word-level predictions to analyse instead of ``predictions_<split>.jsonl``.
-        source: what ``words`` were evaluated on, e.g. a data file; they are then scored here instead of
-            read from ``eval_results.json``.
-        output_dir: where ``report.html``, ``report.md`` and ``report/`` go; default ``run_dir``.
-        formats: any of ``html`` and ``md``.
-        max_examples: examples shown per error kind.
-
-    Raises:
-        FileNotFoundError: ``run_dir`` does not exist.
-        ValueError: nothing to report (no scores, predictions, training log or given words).
-    """
-    from nerfocal.metrics import write_text_atomic
-    from nerfocal.report_render import build_blocks, render_html, render_markdown
-
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise FileNotFoundError(f"{run}: no such output directory")
-    bad = set(formats) - {"html", "md"}
-    if bad or not formats:
-        raise ValueError(f"expected formats among ('html', 'md'), got {list(formats)}")
-    out = Path(output_dir) if output_dir is not None else run
-    split = split or default_split(run)
-    if words is None and split and (run / f"predictions_{split}.jsonl").is_file():
-        words = read_predictions(run / f"predictions_{split}.jsonl")
-    blocks = build_blocks(run, out / "report", split, words, source, max_examples)
-    written = []
-    if "html" in formats:
-        write_text_atomic(out / "report.html", render_html(blocks))
-        written.append(out / "report.html")
-    if "md" in formats:
-        write_text_atomic(out / "report.md", render_markdown(blocks, image_dir="report"))
-        written.append(out / "report.md")
-    logger.info("report written to %s", ", ".join(str(p) for p in written))
-    return written
 
 
 def read_json(path: Path) -> Any:

@@ -1,20 +1,18 @@
-"""The report's sections as format-neutral blocks, rendered to self-contained HTML and to Markdown.
+"""The report's sections as format-neutral blocks (headings, text, tables, images, code).
 
 :func:`build_blocks` reads a run directory and draws the figures (PNG files in ``image_dir``, the
-same bytes embedded in the HTML). When matplotlib is missing the report keeps its tables and says
-which figures are left out.
+same bytes are embedded in the HTML). When matplotlib is missing the report keeps its tables and says
+which figures are left out. Rendering is in :mod:`nerfocal.report.render`.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nerfocal.report import (
+from nerfocal.report.analysis import (
     CONFIG_KEYS,
     SECTIONS,
     WordPredictions,
@@ -22,6 +20,7 @@ from nerfocal.report import (
     confusion_matrix,
     error_example,
     error_summary,
+    read_json,
     reliability_arrays,
 )
 
@@ -69,7 +68,6 @@ def build_blocks(
 ) -> list[Block]:
     """Every section of :data:`nerfocal.report.SECTIONS`, in order, for the run in ``run``."""
     from nerfocal.metrics import entity_metrics, expected_calibration_error
-    from nerfocal.report import read_json
 
     results = read_json(run / "eval_results.json") or {}
     state = read_json(run / "trainer_state.json")
@@ -96,19 +94,44 @@ def build_blocks(
     blocks: list[Block] = [Heading(f"nerfocal report: {run.name or run}", 1)]
     if words is not None:
         blocks.append(Text(f"Word-level analysis on: {source or f'the {split} split'}."))
+    blocks += _section_configuration(config_path)
+    scored, chosen, chosen_name = _section_scores(scores, split)
+    blocks += scored
+    blocks += _section_per_type_figure(chosen, chosen_name, figures)
+    blocks += _section_training_curves(state, figures)
+    blocks += _section_confusion(words, figures)
+    blocks += _section_calibration(words, figures)
+    blocks += _section_errors(words, max_examples)
+    if figures.missing:
+        blocks.append(Text(f"Figures left out: {figures.missing}"))
+    return blocks
 
-    blocks.append(Heading(SECTIONS[0]))
+
+_NO_WORDS = Text(
+    "No word-level predictions: training writes predictions_<split>.jsonl; for a model directory run "
+    "`nerfocal report DIR --data FILE`."
+)
+
+
+def _section_configuration(config_path: Path) -> list[Block]:
+    blocks: list[Block] = [Heading(SECTIONS[0])]
     if config_path.is_file():
         import yaml
 
         text = config_path.read_text(encoding="utf-8")
         config = yaml.safe_load(text) or {}
         rows = [[key, _value(config[key])] for key in CONFIG_KEYS if config.get(key) not in (None, 0)]
-        blocks += [Table(["option", "value"], rows), Code(text, "full configuration (nerfocal_config.yaml)")]
+        full = Code(text, "full configuration (nerfocal_config.yaml)")
+        blocks += [Table(["option", "value"], rows), full]
     else:
         blocks.append(Text("No nerfocal_config.yaml in this directory."))
+    return blocks
 
-    blocks.append(Heading(SECTIONS[1]))
+
+def _section_scores(
+    scores: dict[str, Any], split: str | None
+) -> tuple[list[Block], dict[str, Any] | None, str]:
+    blocks: list[Block] = [Heading(SECTIONS[1])]
     if scores:
         blocks.append(Text("Entity-level seqeval scores and word-level accuracy and ECE, in percent."))
         header = ["split", "precision", "recall", "F1", "macro F1", "accuracy", "ECE", "NLL", "temperature"]
@@ -145,8 +168,13 @@ def build_blocks(
             Heading(f"Per-type scores ({chosen_name})", 3),
             Table(["type", "P", "R", "F1", "support"], rows),
         ]
+    return blocks, chosen, chosen_name
 
-    blocks.append(Heading(SECTIONS[2]))
+
+def _section_per_type_figure(
+    chosen: dict[str, Any] | None, chosen_name: str, figures: _Figures
+) -> list[Block]:
+    blocks: list[Block] = [Heading(SECTIONS[2])]
     if chosen and chosen.get("per_type"):
         blocks += figures.draw(
             "per_type_f1",
@@ -157,18 +185,20 @@ def build_blocks(
         )
     else:
         blocks.append(Text("No per-type scores."))
+    return blocks
 
-    blocks.append(Heading(SECTIONS[3]))
+
+def _section_training_curves(state: Any, figures: _Figures) -> list[Block]:
+    blocks: list[Block] = [Heading(SECTIONS[3])]
     if state and state.get("log_history"):
         blocks += figures.draw("training", "training curves", "plot_training", state["log_history"])
     else:
         blocks.append(Text("No trainer_state.json (log history) in this directory."))
+    return blocks
 
-    no_words = Text(
-        "No word-level predictions: training writes predictions_<split>.jsonl; for a model directory run "
-        "`nerfocal report DIR --data FILE`."
-    )
-    blocks.append(Heading(SECTIONS[4]))
+
+def _section_confusion(words: WordPredictions | None, figures: _Figures) -> list[Block]:
+    blocks: list[Block] = [Heading(SECTIONS[4])]
     if words is not None:
         matrix, labels = confusion_matrix(words.gold, words.pred)
         blocks.append(Text(f"{int(matrix.sum())} words; rows are gold types, columns predicted types."))
@@ -176,9 +206,14 @@ def build_blocks(
         rows = [[f"**{g}**", *(str(int(n)) for n in row)] for g, row in zip(labels, matrix, strict=True)]
         blocks.append(Table(["gold \\ pred", *labels], rows))
     else:
-        blocks.append(no_words)
+        blocks.append(_NO_WORDS)
+    return blocks
 
-    blocks.append(Heading(SECTIONS[5]))
+
+def _section_calibration(words: WordPredictions | None, figures: _Figures) -> list[Block]:
+    from nerfocal.metrics import expected_calibration_error
+
+    blocks: list[Block] = [Heading(SECTIONS[5])]
     calibration = reliability_arrays(words) if words is not None else None
     if calibration is not None and len(calibration[0]):
         confidence, correct = calibration
@@ -189,8 +224,11 @@ def build_blocks(
         blocks += figures.draw("reliability", "reliability diagram", "plot_reliability", confidence, correct)
     else:
         blocks.append(Text("No calibration data (per-word confidences) for this run."))
+    return blocks
 
-    blocks.append(Heading(SECTIONS[6]))
+
+def _section_errors(words: WordPredictions | None, max_examples: int) -> list[Block]:
+    blocks: list[Block] = [Heading(SECTIONS[6])]
     if words is not None:
         cases = classify_errors(words.gold, words.pred)
         summary = error_summary(cases)
@@ -217,9 +255,7 @@ def build_blocks(
                 rows = [[_code(line) for line in error_example(words, c)] for c in examples]
                 blocks += [Heading(f"{kind} ({s['count']})", 3), Table(["gold", "predicted"], rows)]
     else:
-        blocks.append(no_words)
-    if figures.missing:
-        blocks.append(Text(f"Figures left out: {figures.missing}"))
+        blocks.append(_NO_WORDS)
     return blocks
 
 
@@ -232,7 +268,7 @@ class _Figures:
 
     def draw(self, name: str, alt: str, function: str, *args: Any, **kwargs: Any) -> list[Block]:
         try:
-            from nerfocal import plots
+            from nerfocal.report import plots
 
             data = getattr(plots, function)(*args, path=self.image_dir / f"{name}.png", **kwargs)
         except ModuleNotFoundError as err:
@@ -261,89 +297,3 @@ def _num(value: Any) -> str:
 
 def _value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
-
-
-# ---- rendering ---------------------------------------------------------------------------------
-
-_CSS = """
-body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; }
-table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
-th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; }
-th { background: #f2f2f2; }
-td { font-variant-numeric: tabular-nums; }
-img { max-width: 100%; }
-pre { background: #f6f6f6; padding: 0.6rem; overflow-x: auto; font-size: 0.8rem; }
-"""
-
-
-def render_html(blocks: list[Block]) -> str:
-    """One self-contained HTML page: styles inline, images as base64 data URIs."""
-    title = next((b.text for b in blocks if isinstance(b, Heading)), "nerfocal report")
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-    ]
-    for block in blocks:
-        if isinstance(block, Heading):
-            parts.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
-        elif isinstance(block, Text):
-            parts.append(f"<p>{_inline_html(block.text)}</p>")
-        elif isinstance(block, Table):
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
-            body = "".join(
-                "<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>" for row in block.rows
-            )
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-        elif isinstance(block, Image):
-            data = base64.b64encode(block.data).decode("ascii")
-            parts.append(f'<p><img alt="{html.escape(block.alt)}" src="data:image/png;base64,{data}"></p>')
-        elif isinstance(block, Code):
-            pre = f"<pre>{html.escape(block.text)}</pre>"
-            parts.append(
-                f"<details><summary>{html.escape(block.summary)}</summary>{pre}</details>"
-                if block.summary
-                else pre
-            )
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
-
-
-def render_markdown(blocks: list[Block], image_dir: str = "report") -> str:
-    """Markdown with relative image links into ``image_dir`` (where the PNG files were written)."""
-    parts = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            parts.append(f"{'#' * block.level} {block.text}")
-        elif isinstance(block, Text):
-            parts.append(block.text)
-        elif isinstance(block, Table):
-            lines = ["| " + " | ".join(_cell(h) for h in block.header) + " |"]
-            lines.append("|" + "---|" * len(block.header))
-            lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in block.rows]
-            parts.append("\n".join(lines))
-        elif isinstance(block, Image):
-            parts.append(f"![{block.alt}]({image_dir}/{block.name})")
-        elif isinstance(block, Code):
-            fenced = f"```\n{block.text.rstrip()}\n```"
-            parts.append(
-                f"<details><summary>{block.summary}</summary>\n\n{fenced}\n\n</details>"
-                if block.summary
-                else fenced
-            )
-    return "\n\n".join(parts) + "\n"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _inline_html(text: str) -> str:
-    """Escape, then render the two inline marks the blocks use: **bold** and `code`."""
-    out = html.escape(text)
-    if out.startswith("**") and out.endswith("**") and len(out) > 4:
-        out = f"<b>{out[2:-2]}</b>"
-    pieces = out.split("`")
-    if len(pieces) % 2 == 1:
-        out = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(pieces))
-    return out

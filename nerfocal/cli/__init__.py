@@ -21,11 +21,11 @@ from collections.abc import Sequence
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("nerfocal.cli_train", "fine-tune an encoder for NER (same as scripts/train_ner.py)"),
-    "predict": ("nerfocal.cli_predict", "tag text, CoNLL or JSONL input with a trained model"),
-    "evaluate": ("nerfocal.cli_evaluate", "seqeval report of a trained model on a labelled file"),
-    "plot": ("nerfocal.cli_plot", "draw the loss-vs-p_t figure or a run's training curves (PNG)"),
-    "report": ("nerfocal.cli_report", "HTML/Markdown report of a run: scores, confusions, errors"),
+    "train": ("nerfocal.cli.train", "fine-tune an encoder for NER (same as scripts/train_ner.py)"),
+    "predict": ("nerfocal.cli.predict", "tag text, CoNLL or JSONL input with a trained model"),
+    "evaluate": ("nerfocal.cli.evaluate", "seqeval report of a trained model on a labelled file"),
+    "plot": ("nerfocal.cli.plot", "draw the loss-vs-p_t figure or a run's training curves (PNG)"),
+    "report": ("nerfocal.cli.report", "HTML/Markdown report of a run: scores, confusions, errors"),
 }
 
 
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["train"]:
         # train has its own config-file-aware parser (YAML defaults, CLI overrides)
-        from nerfocal.cli_train import main as train_main
+        from nerfocal.cli.train import main as train_main
 
         return train_main(args_list[1:])
     parser = build_parser()

@@ -1,14 +1,11 @@
-"""Tag text, CoNLL or JSONL input with a trained model, streaming (see docs/predict.md).
+"""Read documents for prediction (text, CoNLL, JSONL; streamed) and write predictions (JSONL, CoNLL).
 
-Examples:
-    nerfocal predict --model runs/conll03/best --input news.txt --output news.entities.jsonl
-    nerfocal predict --model runs/conll03/best --input test.txt --input-format conll --output-format conll
-    echo "Angela Merkel visited Paris ." | nerfocal predict --model runs/conll03/best
+The library side of ``nerfocal predict``: the command line (:mod:`nerfocal.cli.predict`), the server and
+the report read and write through these functions.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -24,116 +21,6 @@ if TYPE_CHECKING:
 
 INPUT_FORMATS = ("text", "conll", "jsonl")
 OUTPUT_FORMATS = ("jsonl", "conll")
-
-
-def add_model_arguments(parser: argparse.ArgumentParser, *, default_decode: str) -> None:
-    """Options shared by ``predict`` and ``evaluate`` (after ``--model`` and the input options)."""
-    decode_help = {
-        "viterbi": "viterbi: best BIO-valid tag sequence (default); argmax: raw per-word argmax",
-        "argmax": "argmax: per-word argmax of the first sub-word, exactly as the training evaluation "
-        "(default, so the numbers match it); viterbi: best BIO-valid tag sequence",
-    }[default_decode]
-    parser.add_argument("--decode", choices=("viterbi", "argmax"), default=default_decode, help=decode_help)
-    parser.add_argument(
-        "--device", default="auto", help="cpu, cuda, cuda:1, ...; auto: a GPU if visible (default)"
-    )
-    parser.add_argument(
-        "--batch-tokens",
-        type=int,
-        default=4096,
-        help="padded sub-word tokens per forward pass (default 4096)",
-    )
-    parser.add_argument(
-        "--max-length",
-        type=int,
-        default=None,
-        help="tokens per window, specials included (default: the training max_length, else the model's)",
-    )
-    parser.add_argument(
-        "--stride",
-        type=int,
-        default=None,
-        help="tokens shared by consecutive windows of long inputs (default 1/4)",
-    )
-    parser.add_argument(
-        "--no-temperature",
-        action="store_true",
-        help="ignore the calibration temperature saved with the model",
-    )
-    parser.add_argument(
-        "--trust-remote-code",
-        action="store_true",
-        help="allow custom model code shipped in the model directory",
-    )
-    parser.add_argument(
-        "--dtype",
-        choices=("float32", "bfloat16", "float16"),
-        default="float32",
-        help="encoder precision: float32 (default, exact); bfloat16 is ~1.7x faster on CPUs with native "
-        "bf16 and changes a few predictions",
-    )
-    parser.add_argument("--encoding", default="utf-8", help="input file encoding (default utf-8)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
-
-
-def add_model_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, metavar="DIR", help="model directory written by training")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_argument(parser)
-    parser.add_argument("--input", default="-", metavar="FILE", help="input file, or - for stdin (default)")
-    parser.add_argument(
-        "--input-format",
-        choices=INPUT_FORMATS,
-        default="text",
-        help="text: one document per line (default); conll: token column of a CoNLL file (a gold tag "
-        'column, when present, is carried to the output); jsonl: {"text": ...} or {"tokens": [...]} per line',
-    )
-    parser.add_argument(
-        "--output", default="-", metavar="FILE", help="output file, or - for stdout (default)"
-    )
-    parser.add_argument(
-        "--output-format",
-        choices=OUTPUT_FORMATS,
-        default="jsonl",
-        help="jsonl: the input record plus its entities (default); conll: token, gold tag if any, prediction",
-    )
-    parser.add_argument(
-        "--word-tags",
-        action="store_true",
-        help='JSONL output: add "pred_tags" (and "words" offsets for text)',
-    )
-    parser.add_argument(
-        "--split-pattern",
-        default=None,
-        help="regex whose matches are the words of text input (see docs/predict.md)",
-    )
-    parser.add_argument(
-        "--chunk-size", type=int, default=2048, help="documents buffered and sorted together (default 2048)"
-    )
-    add_model_arguments(parser, default_decode="viterbi")
-
-
-def load_predictor(args: argparse.Namespace, **kwargs: Any) -> Any:
-    """A :class:`nerfocal.predict.Predictor` from the shared options."""
-    from transformers.utils import logging as hf_logging
-
-    from nerfocal.predict import Predictor
-
-    hf_logging.disable_progress_bar()
-    return Predictor.from_pretrained(
-        args.model,
-        trust_remote_code=args.trust_remote_code,
-        device=args.device,
-        decode=args.decode,
-        temperature=not args.no_temperature,
-        max_length=args.max_length,
-        stride=args.stride,
-        batch_tokens=args.batch_tokens,
-        dtype=args.dtype,
-        **kwargs,
-    )
 
 
 @contextlib.contextmanager
@@ -292,30 +179,12 @@ def write_prediction(handle: IO[str], prediction: Prediction, output_format: str
     handle.write("\n")
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from nerfocal.conll import text_encoding
-
-    if args.input_format == "text":
-        documents = read_text(args.input, args.encoding, args.split_pattern)
-    elif args.input_format == "jsonl":
-        documents = read_jsonl_documents(args.input, args.encoding, args.split_pattern)
-    else:
-        documents = read_conll_documents(args.input, args.encoding)
-    text_encoding(args.encoding)  # fail before loading the model
-    if args.input != "-":
-        check_input(args.input)
-    predictor = load_predictor(args, split_pattern=args.split_pattern, chunk_size=args.chunk_size)
-    progress = tqdm(
-        desc="predict",
-        unit=" docs",
-        file=sys.stderr,
-        disable=args.quiet or args.input == "-",
-        dynamic_ncols=True,
-    )
-    with progress, open_output(args.output) as handle:
-        for prediction in predictor.predict_documents(documents):
-            write_prediction(handle, prediction, args.output_format, args.word_tags)
-            progress.update()
-    return 0
+def read_documents(path: str, input_format: str, encoding: str, pattern: str | None) -> Iterator[Document]:
+    """The documents of ``path`` (``-``: stdin) in ``input_format`` (one of :data:`INPUT_FORMATS`)."""
+    if input_format == "text":
+        return read_text(path, encoding, pattern)
+    if input_format == "jsonl":
+        return read_jsonl_documents(path, encoding, pattern)
+    if input_format == "conll":
+        return read_conll_documents(path, encoding)
+    raise ValueError(f"--input-format: expected one of {', '.join(INPUT_FORMATS)}, got {input_format!r}")

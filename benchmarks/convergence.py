@@ -1,0 +1,258 @@
+"""Accuracy at convergence: every row trained up to E epochs with early stopping on dev entity F1.
+
+    python benchmarks/benchmark.py convergence --datasets wnut17 conll2003_1 conll2003_5 --seeds 1 2 3
+    python benchmarks/benchmark.py convergence --cached-only        # the tables from the finished runs
+
+Protocol (the same for every row, the reference recipe included):
+    * up to ``--epochs`` epochs (10 by default; 4 for the full CoNLL-2003), evaluation every epoch,
+      early stopping with patience 2 on dev entity F1 (nerfocal's ``early_stopping_patience``; the
+      reference gets transformers' own ``EarlyStoppingCallback``), the best dev checkpoint kept;
+    * the learning rate of each row chosen on dev F1 from ``--lrs`` with seed 1; seeds 2 and 3 then run
+      at the chosen rate (so the lr choice never looks at the test set, nor at seeds 2-3);
+    * CoNLL-2003 subsets: a fixed random sample (seed 0) of 1%, 5% or 25% of the training sentences,
+      the same file for every row; dev and test are always the full sets.
+
+Finished runs are appended to ``benchmarks/results/convergence.jsonl`` (committed: metrics and the dev
+curve, no weights) and never retrained unless ``--force``; the command can be stopped at any time and
+resumed. Model checkpoints are deleted after each run (only the metrics are kept).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import statistics
+from pathlib import Path
+from typing import Any
+
+from common import (
+    DATASETS,
+    ROOT,
+    command_line,
+    machine,
+    nerfocal_command,
+    reference_command,
+    run,
+    write_section,
+)
+
+RESULTS = ROOT / "benchmarks" / "results" / "convergence.jsonl"
+
+# dataset key -> (base dataset, share of the training sentences)
+SUBSETS: dict[str, tuple[str, float]] = {
+    "wnut17": ("wnut17", 1.0),
+    "conll2003_1": ("conll2003", 0.01),
+    "conll2003_5": ("conll2003", 0.05),
+    "conll2003_25": ("conll2003", 0.25),
+    "conll2003": ("conll2003", 1.0),
+}
+
+# row -> (description, flags of scripts/train_ner.py; None = the reference recipe)
+ROWS: dict[str, tuple[str, list[str] | None]] = {
+    "reference_ce": ("reference recipe (run_ner.py: Trainer + built-in CE) + EarlyStoppingCallback", None),
+    "default": ("nerfocal's default recipe (focal gamma 2 + prior init)", []),
+    "ce": ("nerfocal CE", ["--loss", "ce", "--prior_init", "false"]),
+    "focal": ("focal, gamma 2, no prior init", ["--loss", "focal", "--prior_init", "false"]),
+    "focal_alpha_o": ("focal + prior init + alpha 0.75 (O-heavy)", ["--alpha", "0.75"]),
+    "focal_alpha_auto": ("focal + prior init + alpha auto", ["--alpha", "auto"]),
+}
+FULL_SET_ROWS = ("reference_ce", "default", "ce", "focal")
+
+
+def subset_train_file(dataset: str, work: Path) -> Path:
+    """The training file of ``dataset``: the full file, or a seeded sample of its sentences."""
+    base, share = SUBSETS[dataset]
+    source = Path(DATASETS[base]["dir"]) / "train.txt"
+    if share >= 1.0:
+        return source
+    target = work / "data" / f"{dataset}.train.txt"
+    if target.is_file():
+        return target
+    blocks, current = [], []
+    for line in source.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            if current:
+                blocks.append(current)
+            current = []
+        elif not line.startswith("-DOCSTART-"):
+            current.append(line)
+    if current:
+        blocks.append(current)
+    chosen = sorted(random.Random(0).sample(range(len(blocks)), max(1, round(share * len(blocks)))))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("".join("\n".join(blocks[i]) + "\n\n" for i in chosen), encoding="utf-8")
+    return target
+
+
+def load_results() -> dict[str, dict[str, Any]]:
+    if not RESULTS.is_file():
+        return {}
+    runs = [json.loads(line) for line in RESULTS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {r["key"]: r for r in runs}
+
+
+def _key(dataset: str, row: str, lr: float, seed: int, epochs: float) -> str:
+    return f"{dataset}/{row}/lr{lr:g}/seed{seed}/ep{epochs:g}"
+
+
+def run_one(dataset: str, row: str, lr: float, seed: int, args: Any, work: Path) -> dict[str, Any] | None:
+    """Train (or reuse) one run; None with --cached-only when it does not exist."""
+    epochs = args.epochs if SUBSETS[dataset][1] < 1.0 or dataset == "wnut17" else args.full_epochs
+    key = _key(dataset, row, lr, seed, epochs)
+    done = load_results()
+    if key in done and not args.force:
+        return done[key]
+    if args.cached_only:
+        return None
+    out = work / key
+    out.mkdir(parents=True, exist_ok=True)
+    base = SUBSETS[dataset][0]
+    train_file = subset_train_file(dataset, work)
+    flags = ROWS[row][1]
+    common = ["--seed", str(seed)]
+    if flags is None:
+        cmd = reference_command(
+            base, out, "--epochs", str(epochs), "--lr", str(lr), "--batch-size", "32",
+            "--early-stopping-patience", "2", "--train-file", str(train_file), *common,
+        )  # fmt: skip
+    else:
+        cmd = nerfocal_command(
+            base, out, "--train_file", str(train_file), "--num_train_epochs", str(epochs),
+            "--learning_rate", str(lr), "--early_stopping_patience", "2", "--unknown_labels", "O",
+            "--logging_steps", "10", *common, *flags,
+        )  # fmt: skip
+    print(f"[convergence] {key}", flush=True)
+    run(cmd, out / "log.txt", env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    results = json.loads((out / "eval_results.json").read_text())
+    state_file = out / "trainer_state.json"
+    history = results.get("log_history")
+    if history is None and state_file.is_file():
+        history = json.loads(state_file.read_text())["log_history"]
+    record = {
+        "key": key,
+        "dataset": dataset,
+        "row": row,
+        "lr": lr,
+        "seed": seed,
+        "epochs": epochs,
+        "train": results["train"],
+        "validation": results["validation"],
+        "test": results["test"],
+        "dev_curve": [(h["epoch"], h["eval_f1"]) for h in history or [] if "eval_f1" in h],
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+    for checkpoint in out.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    for weights in out.glob("*.safetensors"):
+        weights.unlink()
+    return record
+
+
+def best_lr(dataset: str, row: str, args: Any, work: Path) -> float | None:
+    """The learning rate of ``args.lrs`` with the best seed-1 dev F1 (runs what is missing)."""
+    scores = {}
+    for lr in args.lrs:
+        result = run_one(dataset, row, lr, 1, args, work)
+        if result is not None:
+            scores[lr] = result["validation"]["f1"]
+    return max(scores, key=lambda lr: scores[lr]) if scores else None
+
+
+def main(args: Any) -> None:
+    work = Path(args.work_dir)
+    table: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    chosen: dict[tuple[str, str], float] = {}
+    # seed 1 of every row and lr first, then the other seeds: partial results are already comparable
+    for dataset in args.datasets:
+        rows = [r for r in (args.rows or list(ROWS)) if dataset != "conll2003" or r in FULL_SET_ROWS]
+        for row in rows:
+            lr = best_lr(dataset, row, args, work)
+            if lr is not None:
+                chosen[(dataset, row)] = lr
+    for dataset in args.datasets:
+        for (d, row), lr in chosen.items():
+            if d != dataset:
+                continue
+            for seed in args.seeds:
+                result = run_one(dataset, row, lr, seed, args, work)
+                if result is not None:
+                    table.setdefault(dataset, {}).setdefault(row, []).append(result)
+    write_section("convergence", render(table, chosen, args))
+
+
+def _fmt(values: list[float], scale: float = 100.0) -> str:
+    if not values:
+        return "-"
+    mean = scale * statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.1f}"
+    return f"{mean:.1f} ± {scale * statistics.stdev(values):.1f}"
+
+
+def _rarest(dataset: str, runs: list[dict[str, Any]]) -> str:
+    per_type = runs[0]["test"]["per_type"]
+    return min(per_type, key=lambda t: per_type[t]["support"])
+
+
+def _time_to_best(result: dict[str, Any]) -> float:
+    train = result["train"]
+    steps = train.get("best_step")
+    total = train.get("train_steps") or train.get("global_step")
+    runtime = float(train.get("train_runtime", 0.0))
+    if steps and total:
+        return runtime * steps / total
+    return runtime
+
+
+def render(table: dict[str, dict[str, list[dict[str, Any]]]], chosen: dict[Any, float], args: Any) -> str:
+    lines = [
+        "## Accuracy at convergence (early stopping on dev F1)",
+        "",
+        f"Command: `{command_line()}`  ",
+        f"Machine: {machine()}  ",
+        f"Protocol: MiniLM-L6, batch 32, up to {args.epochs:g} epochs ({args.full_epochs:g} on the full "
+        "CoNLL-2003), evaluation every epoch, early stopping with patience 2 on dev entity F1, best dev "
+        f"checkpoint kept; learning rate per row chosen on seed-1 dev F1 from {', '.join(map(str, args.lrs))}. "
+        "Test entity F1 (micro), macro F1, precision, recall, the rarest test type's F1, token ECE after "
+        "temperature scaling (%), the epoch of the best checkpoint, and training seconds up to it "
+        "(train_runtime x best step / steps run; the machine was shared, so only rough). Mean ± std over "
+        "the seeds column. Runs: `benchmarks/results/convergence.jsonl`.",
+        "",
+    ]
+    for dataset, by_row in table.items():
+        reference = by_row.get("reference_ce")
+        first = next(iter(by_row.values()))
+        rare = _rarest(dataset, first)
+        lines += [
+            f"### {dataset}",
+            "",
+            f"| row | lr | seeds | F1 | macro F1 | P | R | F1 {rare} | ECE after T | epoch | s to best |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row, runs in by_row.items():
+            test = [r["test"] for r in runs]
+            lines.append(
+                f"| {ROWS[row][0]} | {chosen.get((dataset, row), runs[0]['lr']):g} | "
+                f"{','.join(str(r['seed']) for r in runs)} | {_fmt([t['f1'] for t in test])} | "
+                f"{_fmt([t['macro_f1'] for t in test])} | {_fmt([t['precision'] for t in test])} | "
+                f"{_fmt([t['recall'] for t in test])} | "
+                f"{_fmt([t['per_type'].get(rare, {}).get('f1', 0.0) for t in test])} | "
+                f"{_fmt([t['ece'] for t in test])} | "
+                f"{_fmt([r['train'].get('best_epoch') or 0 for r in runs], 1.0)} | "
+                f"{statistics.fmean(_time_to_best(r) for r in runs):.0f} |"
+            )
+        if reference:
+            ref = statistics.fmean(r["test"]["f1"] for r in reference)
+            ref_macro = statistics.fmean(r["test"]["macro_f1"] for r in reference)
+            deltas = [
+                f"{row} {100 * (statistics.fmean(r['test']['f1'] for r in runs) - ref):+.1f} F1 / "
+                f"{100 * (statistics.fmean(r['test']['macro_f1'] for r in runs) - ref_macro):+.1f} macro"
+                for row, runs in by_row.items()
+                if row != "reference_ce"
+            ]
+            lines += ["", "Against the reference recipe (seed means): " + "; ".join(deltas) + "."]
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,202 @@
+"""Turn words and tags into aligned model inputs, and window predictions back into word tags.
+
+Tokenize with a fast tokenizer and align labels with ``word_ids()``: the first sub-word of each word
+carries the word's label, the other sub-words get ``IGNORE_INDEX`` (or, with ``label_all_tokens``, the
+word's label with ``B-`` turned into ``I-``).
+
+Nothing is dropped silently: sentences longer than ``max_length`` sub-words are split into windows
+(or truncated, when asked, and counted), and words that the tokenizer turns into zero sub-words
+(zero-width spaces, byte-order marks, control characters) are replaced by the unknown token so that
+every word still gets a prediction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nerfocal.conll import Sentence
+from nerfocal.labels import IGNORE_INDEX, OUTSIDE
+
+logger = logging.getLogger("nerfocal.data")
+
+
+@dataclass
+class DataStats:
+    """What the data pipeline changed, per split; logged and saved with the run."""
+
+    sentences: int = 0
+    words: int = 0
+    split_sentences: int = 0  # sentences longer than max_length, split into windows
+    truncated_sentences: int = 0  # sentences longer than max_length, truncated (long_sentences=truncate)
+    truncated_words: int = 0
+    empty_words: int = 0  # words with zero sub-words, replaced by the unknown token
+    repaired_tags: int = 0  # tags invalid in the input scheme (e.g. I-X after O in IOB2), repaired
+    unknown_labels: int = 0  # labels unseen in training, mapped to O (unknown_labels=O)
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Window:
+    """Where a model sequence comes from: sentence, first word, and each word's first sub-word position."""
+
+    sentence_index: int
+    word_offset: int
+    first_subwords: list[int]
+
+
+def encode_sentences(
+    sentences: Sequence[Sentence],
+    tokenizer: Any,
+    label2id: dict[str, int] | None,
+    *,
+    max_length: int = 256,
+    long_sentences: str = "split",
+    label_all_tokens: bool = False,
+) -> tuple[list[dict[str, Any]], list[Window], DataStats]:
+    """Tokenize word lists and align word labels to sub-words.
+
+    Args:
+        sentences: sentences with ``tokens`` and (for training/evaluation) ``tags``.
+        tokenizer: a *fast* tokenizer (``word_ids()`` is required).
+        label2id: label to id; None for unlabelled data.
+        max_length: maximum sub-words per sequence, special tokens included.
+        long_sentences: ``split`` (windows of whole words) or ``truncate`` (counted).
+        label_all_tokens: label every sub-word of a word (``B-`` becomes ``I-`` after the first).
+
+    Returns:
+        ``(features, windows, stats)``: one dict per sequence with ``input_ids``, ``attention_mask``,
+        (``token_type_ids``) and ``labels`` (IGNORE_INDEX on non-first sub-words and special tokens),
+        ready for ``DataCollatorForTokenClassification``; one :class:`Window` per sequence saying
+        which sentence and words it covers.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("expected a fast tokenizer (one with word_ids()), got a slow one")
+    if long_sentences not in ("split", "truncate"):
+        raise ValueError(f"long_sentences: expected 'split' or 'truncate', got {long_sentences!r}")
+    stats = DataStats(sentences=len(sentences))
+    stats.repaired_tags = sum(int(s.extra.get("repaired_tags", 0)) for s in sentences)
+    stats.unknown_labels = sum(int(s.extra.get("unknown_labels", 0)) for s in sentences)
+    budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    if budget < 1:
+        raise ValueError(
+            f"max_length: expected more than the {max_length - budget} special tokens, got {max_length}"
+        )
+
+    # 1. one tokenizer call for every word: sub-word counts for windowing, and words with zero
+    # sub-words (replaced by the unknown token, one sub-word)
+    flat = [w for s in sentences for w in s.tokens]
+    lengths = [len(ids) for ids in tokenizer(flat, add_special_tokens=False)["input_ids"]] if flat else []
+    unk = tokenizer.unk_token or "[UNK]"
+    all_words: list[list[str]] = []
+    pos = 0
+    for s in sentences:
+        words = list(s.tokens)
+        for j in range(len(words)):
+            if lengths[pos + j] == 0:
+                words[j] = unk
+                lengths[pos + j] = 1
+                stats.empty_words += 1
+        pos += len(words)
+        stats.words += len(words)
+        all_words.append(words)
+
+    # 2. windows of whole words that fit the budget
+    windows: list[tuple[int, int, int]] = []  # (sentence index, word start, word end)
+    pos = 0
+    for i, words in enumerate(all_words):
+        sub = lengths[pos : pos + len(words)]
+        pos += len(words)
+        if sum(sub) <= budget or not words:
+            windows.append((i, 0, len(words)))
+            continue
+        if long_sentences == "truncate":
+            total, end = 0, 0
+            while end < len(words) and total + sub[end] <= budget:
+                total += sub[end]
+                end += 1
+            stats.truncated_sentences += 1
+            stats.truncated_words += len(words) - end
+            windows.append((i, 0, max(end, 1)))
+            continue
+        stats.split_sentences += 1
+        start = 0
+        while start < len(words):
+            total, end = 0, start
+            while end < len(words) and (end == start or total + sub[end] <= budget):
+                total += sub[end]
+                end += 1
+            windows.append((i, start, end))
+            start = end
+
+    # 3. tokenize the windows in one call and align labels with word_ids()
+    window_words = [all_words[i][a:b] for i, a, b in windows]
+    enc = tokenizer(window_words, is_split_into_words=True, truncation=True, max_length=max_length)
+    features: list[dict[str, Any]] = []
+    windows_meta: list[Window] = []
+    for k, (i, start, end) in enumerate(windows):
+        word_ids = enc.word_ids(k)
+        feature = {key: enc[key][k] for key in enc}
+        if label2id is not None:
+            tags = (sentences[i].tags or [])[start:end]
+            feature["labels"] = _align(word_ids, tags, label2id, label_all_tokens)
+        features.append(feature)
+        first = [j for j, w in enumerate(word_ids) if w is not None and (j == 0 or word_ids[j - 1] != w)]
+        windows_meta.append(Window(i, start, first))
+    if stats.split_sentences or stats.truncated_sentences or stats.empty_words:
+        logger.warning(
+            "%d sentences longer than %d sub-words split into windows, %d truncated (%d words lost), "
+            "%d words with no sub-word replaced by %s",
+            stats.split_sentences,
+            max_length,
+            stats.truncated_sentences,
+            stats.truncated_words,
+            stats.empty_words,
+            tokenizer.unk_token,
+        )
+    return features, windows_meta, stats
+
+
+def _align(
+    word_ids: list[int | None], tags: Sequence[str], label2id: dict[str, int], label_all: bool
+) -> list[int]:
+    """Word tags -> sub-word ids: the first sub-word is labelled, the rest IGNORE_INDEX (or I-X)."""
+    labels: list[int] = []
+    previous: int | None = None
+    for wid in word_ids:
+        if wid is None:
+            labels.append(IGNORE_INDEX)
+        elif wid != previous:
+            labels.append(label2id[tags[wid]])
+        elif label_all:
+            tag = tags[wid]
+            inside = "I-" + tag[2:] if tag[:2] in ("B-", "S-") else tag
+            labels.append(label2id.get(inside, label2id[tag]))
+        else:
+            labels.append(IGNORE_INDEX)
+        previous = wid
+    return labels
+
+
+def word_predictions(
+    windows: Sequence[Window],
+    token_preds: Sequence[Sequence[int]],
+    sentences: Sequence[Sentence],
+    id2label: dict[int, str],
+) -> list[list[str]]:
+    """Rejoin window-level predictions into one tag per word of every sentence.
+
+    ``token_preds[k][j]`` is the predicted label id at sub-word ``j`` of window ``k``; a word's label is
+    read at its first sub-word. Words that got no prediction (the tail of a truncated sentence) are
+    tagged ``O``, so every predicted sequence has exactly the length of its gold sequence.
+    """
+    out = [[OUTSIDE] * len(s.tokens) for s in sentences]
+    for window, preds in zip(windows, token_preds, strict=True):
+        tags = out[window.sentence_index]
+        for n, j in enumerate(window.first_subwords):
+            tags[window.word_offset + n] = id2label[int(preds[j])]
+    return out

@@ -1,0 +1,217 @@
+"""The one evaluation module: training-run evaluation, ``nerfocal evaluate`` and the report's predictions.
+
+* Inside a training run (:func:`evaluate_splits`, :func:`make_compute_metrics`): ``Trainer.predict`` over
+  the encoded windows of each split, words rejoined, entities and calibration scored.
+* On a saved model (:func:`evaluate_predictor`, :func:`predict_words`): a
+  :class:`nerfocal.predict.Predictor` tags the labelled sentences, which are scored the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nerfocal.conll import Sentence
+from nerfocal.encode import Window, word_predictions
+from nerfocal.metrics import calibration_metrics, entity_metrics
+
+logger = logging.getLogger("nerfocal")
+
+if TYPE_CHECKING:
+    from nerfocal.report.analysis import WordPredictions
+
+
+def score_logits(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    windows: Sequence[Window],
+    sentences: Sequence[Sentence],
+    id2label: dict[int, str],
+    *,
+    strict: bool = False,
+    temperature: float = 1.0,
+) -> tuple[dict[str, Any], list[list[str]]]:
+    """Entity metrics of the argmax predictions plus token-level ECE/NLL.
+
+    Args:
+        logits: float array ``[N, S, C]`` (one row per window, padded).
+        labels: int array ``[N, S]``, IGNORE_INDEX where excluded (padding included).
+        windows: where each row comes from (see :func:`nerfocal.data.encode_sentences`).
+        sentences: the gold sentences.
+        id2label: label names.
+
+    Returns:
+        ``(metrics, predicted tags per sentence)``.
+    """
+    preds = logits.argmax(-1)  # [N, S]
+    tags = word_predictions(windows, preds, sentences, id2label)
+    gold = [s.tags or [] for s in sentences]
+    metrics = entity_metrics(gold, tags, strict=strict)
+    metrics.update(calibration_metrics(logits, labels, temperature=temperature))
+    return metrics, tags
+
+
+def predict_logits(trainer: Any, features: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``trainer.predict`` (distributed-safe: every row gathered once) -> ``(logits, labels)``."""
+    compute_metrics, trainer.compute_metrics = trainer.compute_metrics, None  # those are for the dev set
+    try:
+        output = trainer.predict(features, metric_key_prefix="predict")
+    finally:
+        trainer.compute_metrics = compute_metrics
+    logits = np.asarray(output.predictions, dtype=np.float32)
+    return logits, np.asarray(output.label_ids)
+
+
+def make_compute_metrics(
+    windows: Sequence[Window], sentences: Sequence[Sentence], id2label: dict[int, str], strict: bool
+) -> Any:
+    """``compute_metrics`` for ``Trainer`` evaluations during training (dev F1 in the logs)."""
+
+    def compute_metrics(eval_pred: Any) -> dict[str, float]:
+        metrics, _ = score_logits(
+            np.asarray(eval_pred.predictions),
+            np.asarray(eval_pred.label_ids),
+            windows,
+            sentences,
+            id2label,
+            strict=strict,
+        )
+        return {k: v for k, v in metrics.items() if isinstance(v, float)}
+
+    return compute_metrics
+
+
+def evaluate_splits(
+    trainer: Any,
+    evals: dict[str, Any],
+    id2label: dict[int, str],
+    data_cfg: Any,
+    loss_cfg: Any,
+) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[np.ndarray, np.ndarray]], float]:
+    """Predict every eval split once, fit the temperature on dev, score with and without it.
+
+    Returns:
+        ``(metrics per split, raw (logits, labels) per split, temperature)``.
+    """
+    from nerfocal.metrics import fit_temperature
+
+    raw = {split: predict_logits(trainer, evaluated.features) for split, evaluated in evals.items()}
+    temperature = 1.0
+    if loss_cfg.temperature_scaling and "validation" in raw:
+        temperature = fit_temperature(*raw["validation"])
+        logger.info("temperature scaling: T = %.4f (fitted on the dev set)", temperature)
+    results: dict[str, Any] = {}
+    for split, (logits, labels) in raw.items():
+        score = {
+            "windows": evals[split].windows,
+            "sentences": evals[split].sentences,
+            "id2label": id2label,
+            "strict": data_cfg.strict_metrics,
+        }
+        metrics, _ = score_logits(logits, labels, temperature=temperature, **score)
+        if loss_cfg.temperature_scaling:
+            before, _ = score_logits(logits, labels, **score)
+            metrics["ece_before_temperature"] = before["ece"]
+            metrics["nll_before_temperature"] = before["nll"]
+            metrics["temperature"] = temperature
+        results[split] = metrics
+    return results, raw, temperature
+
+
+def read_gold(path: str, data_format: str, encoding: str) -> tuple[list[list[str]], list[list[str]]]:
+    """``(tokens, tags)`` per sentence of a labelled file."""
+    from nerfocal.conll import read_conll, read_jsonl
+    from nerfocal.labels import split_tag
+
+    if data_format == "auto":
+        data_format = "jsonl" if Path(path).suffix.lower() in (".jsonl", ".json") else "conll"
+    if data_format == "jsonl":
+        sentences = list(read_jsonl(path, encoding=encoding, require_tags=True))
+    else:
+        sentences = list(read_conll(path, tag_column=-1, encoding=encoding))
+    if not sentences:
+        raise ValueError(f"{path}: no labelled sentences (the file is empty or only blank lines)")
+    for s in sentences:
+        for i, tag in enumerate(s.tags or []):
+            try:
+                split_tag(tag)
+            except ValueError as err:
+                line = s.line + i if data_format == "conll" else s.line  # CoNLL: one word per line
+                raise ValueError(f"{path}:{line}: {err}") from None
+    return [s.tokens for s in sentences], [list(s.tags or []) for s in sentences]
+
+
+def evaluate_predictor(
+    predictor: Any,
+    tokens: list[list[str]],
+    gold: list[list[str]],
+    scheme: str = "auto",
+    strict: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Predict ``tokens`` and score against ``gold`` (converted from ``scheme`` to the model's scheme)."""
+    from tqdm import tqdm
+
+    from nerfocal.labels import convert_tags, detect_scheme
+    from nerfocal.metrics import entity_metrics
+    from nerfocal.predict import Document
+
+    source = detect_scheme(gold) if scheme == "auto" else scheme
+    target = predictor.scheme
+    converted = []
+    for k, tags in enumerate(gold):
+        try:
+            converted.append(convert_tags(tags, source, target))
+        except ValueError as err:  # e.g. an E-/S- tag with --tag-scheme IOB2
+            raise ValueError(f"sentence {k + 1}: {err} (--tag-scheme {source})") from None
+    gold = converted
+    predictions = predictor.predict_documents(Document(words) for words in tokens)
+    bar = tqdm(
+        predictions, total=len(tokens), desc="evaluate", unit=" sent", file=sys.stderr, disable=not progress
+    )
+    pred = [p.tags for p in bar]
+    metrics = dict(entity_metrics(gold, pred, strict=strict))
+    metrics.update(
+        n_sentences=len(gold),
+        gold_scheme=source,
+        model_scheme=target,
+        decode=predictor.decode,
+        mode="strict" if strict else "default",
+        report=_report(gold, pred, strict, target),
+    )
+    return metrics
+
+
+def _report(gold: list[list[str]], pred: list[list[str]], strict: bool, scheme: str) -> str:
+    """seqeval's text report; strict mode scores exact chunks of the model's scheme."""
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOB2, IOBES
+
+    if all(tag == "O" for tags in (*gold, *pred) for tag in tags):  # seqeval has no table to print
+        return "no entities in the gold tags nor in the predictions: every entity score is 0"
+    if strict:
+        strict_scheme = IOBES if scheme == "BIOES" else IOB2
+        report = classification_report(
+            gold, pred, digits=4, mode="strict", scheme=strict_scheme, zero_division=0
+        )
+    else:
+        report = classification_report(gold, pred, digits=4, zero_division=0)
+    return str(report)
+
+
+def predict_words(predictor: Any, tokens: list[list[str]], gold: list[list[str]]) -> WordPredictions:
+    """Run a :class:`nerfocal.predict.Predictor` over labelled sentences (gold in the model's scheme)."""
+    from nerfocal.predict import Document
+    from nerfocal.report.analysis import WordPredictions
+
+    pred: list[list[str]] = []
+    confidence: list[list[float | None]] = []
+    for prediction in predictor.predict_documents(Document(words) for words in tokens):
+        pred.append(list(prediction.tags))
+        confidence.append(list(prediction.scores))  # argmax decoding: the max probability
+    return WordPredictions(tokens, gold, pred, confidence)

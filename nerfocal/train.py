@@ -1,0 +1,350 @@
+"""The training pipeline as library functions: prepare the data, build the model and trainer, train,
+evaluate, save the artefacts. ``nerfocal train`` (:mod:`nerfocal.cli.train`) only parses options and
+calls :func:`train`; a notebook can call each step on its own::
+
+    from nerfocal import parse_config, train
+    result = train(*parse_config(["configs/sample.yaml", "--num_train_epochs", "1"]))
+    result.metrics["test"]["f1"]
+
+Data flow of one run: :func:`nerfocal.data.load_ner_data` (words and tags per split) ->
+:func:`prepare_data` (sub-word features per split, label counts of the encoded training positions) ->
+:func:`build_model` (fresh head, prior bias init) -> :func:`build_trainer` (:class:`FocalLossTrainer`,
+early stopping, signal handling) -> ``trainer.train`` -> :func:`save_run` (model, dev/test evaluation
+with the fitted temperature, config, reports).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nerfocal.conll import Sentence
+from nerfocal.encode import DataStats, Window
+
+logger = logging.getLogger("nerfocal")
+
+__all__ = [
+    "EvalSplit",
+    "PreparedData",
+    "TrainResult",
+    "build_model",
+    "build_trainer",
+    "feature_label_counts",
+    "prepare_data",
+    "save_run",
+    "train",
+]
+
+
+@dataclass
+class EvalSplit:
+    """An evaluation split, encoded: model inputs, where each row comes from, the gold sentences."""
+
+    features: list[dict[str, Any]]
+    windows: list[Window]
+    sentences: list[Sentence]
+    stats: DataStats
+
+
+@dataclass
+class PreparedData:
+    """Everything a run needs from the data: labels, scheme, encoded training and evaluation splits."""
+
+    label_list: list[str]
+    scheme: str
+    train_features: list[dict[str, Any]]
+    train_stats: DataStats
+    label_counts: list[int]  # per label, over the encoded training positions that enter the loss
+    evals: dict[str, EvalSplit] = field(default_factory=dict)
+    max_length: int = 256
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.label_list))
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {label: i for i, label in enumerate(self.label_list)}
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {"train": self.train_stats.as_dict(), **{k: v.stats.as_dict() for k, v in self.evals.items()}}
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the exit status (0 ok, 128 + N stopped by signal N), the metrics
+    written to ``eval_results.json`` (None when stopped) and the output directory."""
+
+    status: int
+    output_dir: Path
+    metrics: dict[str, Any] | None = None
+
+
+def feature_label_counts(features: list[dict[str, Any]], num_labels: int) -> list[int]:
+    """Count of each label id over the positions of the encoded ``features`` that enter the loss.
+
+    These are the frequencies the loss sees: they follow ``label_all_tokens`` (every sub-word labelled),
+    ``max_train_samples`` and ``long_sentences: truncate``, unlike word counts over the whole file.
+    """
+    counts = [0] * num_labels
+    for feature in features:
+        for label in feature["labels"]:
+            if label >= 0:
+                counts[label] += 1
+    return counts
+
+
+def prepare_data(data_cfg: Any, tokenizer: Any, data: Any = None) -> PreparedData:
+    """Read (unless ``data``, a :class:`~nerfocal.data.NerData`, is given) and encode the configured
+    splits (``data_cfg``: a :class:`~nerfocal.config.DataConfig`)."""
+    from nerfocal.data import load_ner_data
+    from nerfocal.encode import encode_sentences
+
+    data = data if data is not None else load_ner_data(data_cfg)
+    label2id = data.label2id
+    logger.info("labels (%d): %s", len(data.label_list), " ".join(data.label_list))
+    model_max = getattr(tokenizer, "model_max_length", data_cfg.max_length) or data_cfg.max_length
+    max_length = min(data_cfg.max_length, model_max)
+    train_sentences = data.sentences["train"][: data_cfg.max_train_samples]
+    train_features, _, train_stats = encode_sentences(
+        train_sentences,
+        tokenizer,
+        label2id,
+        max_length=max_length,
+        long_sentences=data_cfg.long_sentences,
+        label_all_tokens=data_cfg.label_all_tokens,
+    )
+    evals = {}
+    for split in ("validation", "test"):
+        sentences = data.sentences.get(split)
+        if sentences:
+            feats, windows, stats = encode_sentences(sentences, tokenizer, label2id, max_length=max_length)
+            evals[split] = EvalSplit(feats, windows, sentences, stats)
+    return PreparedData(
+        label_list=data.label_list,
+        scheme=data.scheme,
+        train_features=train_features,
+        train_stats=train_stats,
+        label_counts=feature_label_counts(train_features, len(data.label_list)),
+        evals=evals,
+        max_length=max_length,
+    )
+
+
+def build_model(model_cfg: Any, loss_cfg: Any, prepared: PreparedData) -> Any:
+    """A token-classification model with a fresh head of ``len(label_list)`` labels (prior bias init for
+    the focal losses unless ``prior_init`` says otherwise)."""
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    from nerfocal.loading import resolve_model_path
+    from nerfocal.losses import FOCAL_FAMILY
+    from nerfocal.trainer import init_classifier_bias
+
+    model_path = resolve_model_path(model_cfg.model_name_or_path)
+    config = AutoConfig.from_pretrained(model_path, trust_remote_code=model_cfg.trust_remote_code)
+    config.num_labels = len(prepared.label_list)
+    config.id2label, config.label2id = prepared.id2label, prepared.label2id
+    model = AutoModelForTokenClassification.from_pretrained(
+        model_path,
+        config=config,
+        use_safetensors=True,  # never unpickle weights
+        ignore_mismatched_sizes=True,  # a checkpoint with another head gets a fresh one of our size
+        trust_remote_code=model_cfg.trust_remote_code,
+    )
+    model.config.nerfocal_tag_scheme = prepared.scheme
+    model.config.nerfocal_temperature = 1.0
+    model.config.nerfocal_max_length = prepared.max_length  # predict/evaluate window like training
+    prior = model_cfg.prior_init if model_cfg.prior_init is not None else loss_cfg.loss in FOCAL_FAMILY
+    if prior:
+        bias = init_classifier_bias(model, prepared.label_counts, model_cfg.prior_floor)
+        logger.info(
+            "prior init: classifier bias = log(label frequency): %s", [round(float(b), 3) for b in bias]
+        )
+    return model
+
+
+def build_trainer(
+    model: Any,
+    tokenizer: Any,
+    prepared: PreparedData,
+    data_cfg: Any,
+    loss_cfg: Any,
+    args: Any,
+    callbacks: list[Any] | None = None,
+) -> Any:
+    """The :class:`~nerfocal.trainer.FocalLossTrainer` of a run, with early stopping when configured."""
+    from transformers import DataCollatorForTokenClassification, EarlyStoppingCallback
+
+    from nerfocal.evaluate import make_compute_metrics
+    from nerfocal.trainer import FocalLossTrainer
+
+    dev = prepared.evals.get("validation")
+    callbacks = list(callbacks or [])
+    if getattr(args, "early_stopping_patience", None):
+        if dev is None:
+            raise ValueError(
+                "early_stopping_patience: needs a development set (validation_file, or a dataset with a "
+                "validation split) to pick the best checkpoint"
+            )
+        callbacks.append(EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
+    compute_metrics = None
+    if dev is not None:
+        compute_metrics = make_compute_metrics(
+            dev.windows, dev.sentences, prepared.id2label, data_cfg.strict_metrics
+        )
+    return FocalLossTrainer(
+        model=model,
+        args=args,
+        train_dataset=prepared.train_features,
+        eval_dataset=dev.features if dev else None,
+        data_collator=DataCollatorForTokenClassification(
+            tokenizer, pad_to_multiple_of=8 if (args.fp16 or args.bf16) else None
+        ),
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+        loss_config=loss_cfg,
+        label_list=prepared.label_list,
+        label_counts=prepared.label_counts,
+        length_group_order=data_cfg.length_group_order,
+        length_group_steps=data_cfg.length_group_steps,
+        callbacks=callbacks,
+    )
+
+
+def best_checkpoint_info(state: Any) -> dict[str, Any]:
+    """The best dev checkpoint Trainer kept (early stopping): its step, epoch and dev metric; {} if none."""
+    if not getattr(state, "best_model_checkpoint", None):
+        return {}
+    step = getattr(state, "best_global_step", None) or int(str(state.best_model_checkpoint).rsplit("-", 1)[1])
+    epoch = next(
+        (e.get("epoch") for e in state.log_history if e.get("step") == step and "eval_loss" in e), None
+    )
+    return {"best_step": step, "best_epoch": epoch, "best_metric": state.best_metric}
+
+
+def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> TrainResult:
+    """Train, evaluate and save one run (the configs of :func:`nerfocal.config.parse_config`).
+
+    Raises:
+        ValueError, FileNotFoundError: bad options or data (one line naming the file or option).
+        nerfocal.trainer.LossDivergedError: a NaN/inf loss (the message names the step and the checkpoint).
+    """
+    from transformers import set_seed
+
+    from nerfocal.data import load_ner_data
+    from nerfocal.loading import load_tokenizer, resolve_model_path
+    from nerfocal.losses import resolve_alpha
+    from nerfocal.resume import StopOnSignal, resolve_resume_checkpoint
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    start = time.time()
+    set_seed(args.seed)
+    out = Path(args.output_dir)
+    resume = resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    if resume:
+        logger.info("resuming from %s", resume)
+    data = load_ner_data(data_cfg)  # bad data fails here, before the model is loaded
+    model_path = resolve_model_path(model_cfg.model_name_or_path)
+    tokenizer = load_tokenizer(model_cfg.tokenizer_name or model_path, model_cfg.trust_remote_code)
+    prepared = prepare_data(data_cfg, tokenizer, data)
+    # an alpha that does not fit the labels fails now, before the model is loaded
+    resolve_alpha(loss_cfg.alpha, prepared.label_list, prepared.label_counts)
+    model = build_model(model_cfg, loss_cfg, prepared)
+    stopper = StopOnSignal()  # SIGTERM/SIGINT: checkpoint, then stop
+    trainer = build_trainer(model, tokenizer, prepared, data_cfg, loss_cfg, args, callbacks=[stopper])
+    try:
+        train_result = trainer.train(resume_from_checkpoint=resume)
+    finally:
+        stopper.uninstall()
+    if stopper.signum is not None:
+        if args.process_index == 0:
+            name = signal.Signals(stopper.signum).name
+            checkpoint = out / f"checkpoint-{stopper.stopped_at}"
+            print(
+                f"nerfocal train: {name}: interrupted at step {stopper.stopped_at}; checkpoint saved to "
+                f"{checkpoint}; resume with --resume_from_checkpoint auto",
+                file=sys.stderr,
+            )
+        trainer.accelerator.wait_for_everyone()  # no process leaves (and gets its peers killed) early
+        return TrainResult(128 + stopper.signum, out)  # the shell's "ended by signal N", a clean exit
+    train_seconds = time.time() - start
+    metrics: dict[str, Any] = {
+        "train": {
+            **train_result.metrics,
+            **best_checkpoint_info(trainer.state),
+            "global_step": trainer.state.global_step,
+            "wall_seconds": round(train_seconds, 1),
+            "num_input_tokens_seen": trainer.state.num_input_tokens_seen,  # non-padding by default
+            "train_tokens_per_second": round(
+                trainer.state.num_input_tokens_seen
+                / max(train_result.metrics.get("train_runtime", 0.0), 1e-9),
+                1,
+            ),
+        },
+        "data": prepared.stats(),
+    }
+    save_run(trainer, prepared, metrics, (model_cfg, data_cfg, loss_cfg, args), train_seconds)
+    return TrainResult(0, out, metrics)
+
+
+def save_run(
+    trainer: Any,
+    prepared: PreparedData,
+    metrics: dict[str, Any],
+    configs: tuple[Any, ...],
+    train_seconds: float,
+) -> None:
+    """Save the model, evaluate dev and test (temperature fitted on dev), write config, results, reports.
+
+    The model is saved before evaluating: a signal or crash during evaluation no longer loses it.
+    """
+    from nerfocal.config import save_config
+    from nerfocal.evaluate import evaluate_splits
+    from nerfocal.metrics import format_report, write_json_atomic, write_text_atomic
+
+    _, data_cfg, loss_cfg, args = configs
+    out = Path(args.output_dir)
+    main_process = args.process_index == 0
+    trainer.save_model(str(out))  # every process takes part (FSDP/DeepSpeed); rank 0 writes
+    trainer.save_state()
+    split_metrics, raw, temperature = evaluate_splits(
+        trainer, prepared.evals, prepared.id2label, data_cfg, loss_cfg
+    )
+    metrics.update(split_metrics)
+    reports = [
+        format_report(m, title=f"== {split} ({len(prepared.evals[split].sentences)} sentences) ==")
+        for split, m in split_metrics.items()
+    ]
+    trainer.model.config.nerfocal_temperature = temperature
+    if main_process:
+        trainer.model.config.save_pretrained(out)  # now with the fitted temperature
+        save_config(out / "nerfocal_config.yaml", *configs)
+        write_json_atomic(out / "eval_results.json", metrics)
+        write_text_atomic(out / "eval_report.txt", "\n\n".join(reports) + "\n")
+        print("\n\n".join(reports))
+        print(f"model saved to {out} (training {train_seconds:.0f} s)")
+        _write_predictions_and_report(out, raw, prepared, temperature)
+    trainer.accelerator.wait_for_everyone()
+
+
+def _write_predictions_and_report(
+    out: Path, raw: dict[str, Any], prepared: PreparedData, temperature: float
+) -> None:
+    """Word-level predictions + the run report; a failure here never fails training."""
+    try:
+        from nerfocal.report import write_report, write_run_predictions
+
+        for split, (logits, _) in raw.items():
+            evaluated = prepared.evals[split]
+            path = out / f"predictions_{split}.jsonl"
+            write_run_predictions(
+                path, logits, evaluated.windows, evaluated.sentences, prepared.id2label, temperature
+            )
+        write_report(out)
+    except Exception:
+        logger.warning("could not write the predictions or the report in %s", out, exc_info=True)

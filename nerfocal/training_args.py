@@ -1,0 +1,72 @@
+"""``NerTrainingArguments``: ``TrainingArguments`` with nerfocal's defaults and early stopping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+from transformers.trainer_utils import SaveStrategy
+
+
+@dataclass
+class NerTrainingArguments(TrainingArguments):
+    """``transformers.TrainingArguments`` with nerfocal's defaults as field defaults (so ``--help`` is true),
+    plus early stopping on dev entity F1.
+
+    Changed defaults: batch 32 (eval 64), length-grouped batches, no checkpoints, logging every 50
+    steps, real (non-padding) training tokens counted, output in ``outputs/run``.
+    """
+
+    output_dir: str | None = field(
+        default="outputs/run", metadata={"help": "Where the model, reports and checkpoints are written."}
+    )
+    per_device_train_batch_size: int = field(
+        default=32, metadata={"help": "Training batch size per device (nerfocal default 32)."}
+    )
+    per_device_eval_batch_size: int = field(
+        default=64, metadata={"help": "Evaluation batch size per device (nerfocal default 64)."}
+    )
+    train_sampling_strategy: str = field(
+        default="group_by_length",
+        metadata={
+            "help": "group_by_length (nerfocal default: batches of similar length, 2.3x faster), random or "
+            "sequential."
+        },
+    )
+    save_strategy: SaveStrategy | str = field(
+        default="no", metadata={"help": "Checkpoint strategy: no (nerfocal default), steps, epoch, best."}
+    )
+    logging_steps: float = field(default=50, metadata={"help": "Log every N steps (nerfocal default 50)."})
+    include_num_input_tokens_seen: str | bool = field(
+        default="non_padding",
+        metadata={"help": "Count training tokens: non_padding (nerfocal default), all, no."},
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop after N evaluations without a dev entity-F1 gain, and keep the best checkpoint "
+            "(loaded at the end). Sets evaluation and saving per epoch unless eval_strategy steps is given."
+        },
+    )
+    early_stopping_threshold: float = field(
+        default=0.0, metadata={"help": "Smallest dev-F1 gain that counts as an improvement (early stopping)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.early_stopping_patience is not None:
+            if self.early_stopping_patience < 1:
+                raise ValueError(
+                    f"early_stopping_patience: expected an integer >= 1, got {self.early_stopping_patience!r}"
+                )
+            strategy = str(getattr(self.eval_strategy, "value", self.eval_strategy))
+            if strategy == "no":
+                strategy = "epoch"
+            self.eval_strategy = strategy
+            self.save_strategy = strategy
+            if strategy == "steps" and self.eval_steps:
+                self.save_steps = self.eval_steps
+            self.load_best_model_at_end = True
+            self.metric_for_best_model = self.metric_for_best_model or "f1"
+            if self.greater_is_better is None:
+                self.greater_is_better = self.metric_for_best_model not in ("loss", "eval_loss")
+        super().__post_init__()

@@ -1,0 +1,107 @@
+"""Early stopping on dev entity F1: the options it sets, the best checkpoint loaded, the epoch reported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import SAMPLE, build_tiny_model
+from safetensors.torch import load_file
+
+import nerfocal.evaluate
+from nerfocal.config import parse_config
+from nerfocal.train import train
+
+# dev F1 per evaluation, scripted: best at the 2nd evaluation, then 2 without a gain -> stop after the 4th
+SCRIPTED_F1 = [0.10, 0.50, 0.30, 0.20, 0.90, 0.95]
+
+
+def _argv(tmp_path: Path, encoder: Path, *extra: str) -> list[str]:
+    return [
+        "--model_name_or_path", str(encoder),
+        "--train_file", str(SAMPLE / "train.conll"),
+        "--validation_file", str(SAMPLE / "dev.conll"),
+        "--max_train_samples", "64",
+        "--per_device_train_batch_size", "16",
+        "--learning_rate", "1e-3",
+        "--num_train_epochs", "6",
+        "--max_length", "64",
+        "--output_dir", str(tmp_path / "run"),
+        "--disable_tqdm", "true",
+        "--use_cpu", "true",
+        "--temperature_scaling", "false",
+        *extra,
+    ]  # fmt: skip
+
+
+def test_patience_sets_per_epoch_evaluation_saving_and_best_model_loading(tmp_path: Path) -> None:
+    *_, args = parse_config(["--early_stopping_patience", "2", "--output_dir", str(tmp_path)])
+    assert str(args.eval_strategy.value) == "epoch" and str(args.save_strategy.value) == "epoch"
+    assert args.load_best_model_at_end and args.metric_for_best_model == "f1" and args.greater_is_better
+    *_, plain = parse_config(["--output_dir", str(tmp_path)])
+    assert not plain.load_best_model_at_end and str(plain.save_strategy.value) == "no"
+    *_, steps = parse_config(
+        [
+            "--early_stopping_patience",
+            "1",
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "7",
+            "--output_dir",
+            "x",
+        ]
+    )
+    assert str(steps.save_strategy.value) == "steps" and steps.save_steps == 7
+
+
+def test_patience_below_one_is_an_error_naming_the_option() -> None:
+    with pytest.raises(ValueError, match="early_stopping_patience: expected an integer >= 1, got 0"):
+        parse_config(["--early_stopping_patience", "0"])
+
+
+def test_early_stopping_without_a_dev_set_is_an_error(tmp_path: Path) -> None:
+    encoder = build_tiny_model(tmp_path / "encoder")
+    argv = [a for a in _argv(tmp_path, encoder, "--early_stopping_patience", "2")]
+    i = argv.index("--validation_file")
+    del argv[i : i + 2]
+    with pytest.raises(ValueError, match="early_stopping_patience: needs a development set"):
+        train(*parse_config(argv))
+
+
+def test_the_best_dev_checkpoint_is_loaded_and_its_epoch_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = build_tiny_model(tmp_path / "encoder")
+    make = nerfocal.evaluate.make_compute_metrics
+
+    def scripted(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        real = make(*args, **kwargs)  # type: ignore[arg-type]
+        calls = iter(SCRIPTED_F1)
+
+        def compute(eval_pred: object) -> dict[str, float]:
+            return {**real(eval_pred), "f1": next(calls)}
+
+        return compute
+
+    monkeypatch.setattr(nerfocal.evaluate, "make_compute_metrics", scripted)
+    result = train(*parse_config(_argv(tmp_path, encoder, "--early_stopping_patience", "2")))
+    assert result.status == 0
+    out = tmp_path / "run"
+    state = json.loads((out / "trainer_state.json").read_text())
+    evals = [h for h in state["log_history"] if "eval_f1" in h]
+    assert [h["eval_f1"] for h in evals] == SCRIPTED_F1[:4]  # stopped: 2 evaluations without a gain
+    steps_per_epoch = 64 // 16
+    assert state["best_global_step"] == 2 * steps_per_epoch
+    assert state["best_metric"] == pytest.approx(0.5)
+    train_metrics = result.metrics["train"] if result.metrics else {}
+    assert train_metrics["best_epoch"] == pytest.approx(2.0)
+    assert train_metrics["best_step"] == 2 * steps_per_epoch
+    assert json.loads((out / "eval_results.json").read_text())["train"]["best_epoch"] == pytest.approx(2.0)
+    final = load_file(str(out / "model.safetensors"))
+    best = load_file(str(out / f"checkpoint-{2 * steps_per_epoch}" / "model.safetensors"))
+    last = load_file(str(out / f"checkpoint-{4 * steps_per_epoch}" / "model.safetensors"))
+    assert all(torch.equal(final[k], best[k]) for k in best)
+    assert any(not torch.equal(final[k], last[k]) for k in last)
