@@ -42,8 +42,12 @@ def sentence_to_doc(sentence: Sentence, doc_id: str = "?") -> CharDocument:
     return CharDocument(text, spans, doc_id, offsets)
 
 
+def _span(doc: CharDocument, start: int, end: int, label: str) -> str:
+    return f"[{start}, {end}) {label} {doc.text[start:end]!r}"
+
+
 def _describe(doc: CharDocument, start: int, end: int, label: str) -> str:
-    return f"{doc.id}: span [{start}, {end}) {label} {doc.text[start:end]!r}"
+    return f"{doc.id}: span {_span(doc, start, end, label)}"
 
 
 def align_spans(
@@ -113,8 +117,7 @@ def _resolve_overlaps(
             continue
         overlapping.add(i)
         _, _, label, start, end = spans[i]
-        other = _describe(doc, clash[3], clash[4], clash[2]).split(": ", 1)[1]
-        message = f"{_describe(doc, start, end, label)} overlaps {other}"
+        message = f"{_describe(doc, start, end, label)} overlaps {_span(doc, clash[3], clash[4], clash[2])}"
         if misaligned == "error":
             stats.problems.append(message)
         elif misaligned == "snap":
