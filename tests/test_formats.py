@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +273,23 @@ def test_a_conll_token_with_whitespace_cannot_be_written(tmp_path: Path) -> None
     with pytest.raises(ValueError, match=r"the token 'New York' is empty or holds whitespace"):
         convert(src, tmp_path / "a.conll")
     assert not (tmp_path / "a.conll").exists()
+
+
+def test_the_examples_in_docs_formats_md_are_true(tmp_path: Path) -> None:
+    from conftest import ROOT
+
+    doc = (ROOT / "docs" / "formats.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```json\n(.*?)```", doc, re.S)
+    (tmp_path / "ls.json").write_text(next(b for b in blocks if '"annotations"' in b), encoding="utf-8")
+    (tmp_path / "d.jsonl").write_text(next(b for b in blocks if '"label": [[' in b), encoding="utf-8")
+    (tmp_path / "n.jsonl").write_text(next(b for b in blocks if '"tokens"' in b), encoding="utf-8")
+    tags = {name: read_sentences(tmp_path / name)[0][0].tags for name in ("ls.json", "d.jsonl", "n.jsonl")}
+    assert tags == {
+        "ls.json": ["B-PER", "I-PER", "O", "O", "O"],
+        "d.jsonl": ["B-PER", "I-PER", "O", "B-LOC", "O"],
+        "n.jsonl": ["B-PER", "I-PER", "O", "B-LOC", "O"],
+    }
+    stats = convert(label_studio_export(tmp_path), tmp_path / "o.conll", misaligned="snap")
+    assert f"`{stats.summary()}`" in doc
+    snapped = next(p for p in stats.problems if "snapped" in p)
+    assert f"`{snapped.split('/')[-1]}`" in doc  # the message quoted in the docs, from export.json on
