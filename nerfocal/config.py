@@ -73,7 +73,30 @@ class DataConfig:
     dataset_path: str | None = field(
         default=None, metadata={"help": "A dataset saved with datasets' save_to_disk (offline)."}
     )
-    file_format: str = field(default="auto", metadata={"help": "auto | conll | jsonl (auto: by extension)."})
+    file_format: str = field(
+        default="auto",
+        metadata={
+            "help": "auto | conll | jsonl | labelstudio | doccano | docbin | hf (auto: by extension and "
+            "content; see docs/formats.md)."
+        },
+    )
+    misaligned_spans: str = field(
+        default="error",
+        metadata={
+            "help": "Annotation exports (Label Studio, doccano, spaCy): a span whose edges fall inside a "
+            "word, or overlapping spans: 'error' (list them all), 'snap' to word boundaries, or 'drop'."
+        },
+    )
+    text_key: str | None = field(
+        default=None, metadata={"help": "Label Studio / doccano: the field holding the text."}
+    )
+    annotator: str | None = field(
+        default=None,
+        metadata={
+            "help": "Label Studio: which annotation to read when a task has several: its position (0, 1, "
+            "...) or the annotator's id/email (default: the first completed one)."
+        },
+    )
     tag_column: int = field(default=-1, metadata={"help": "CoNLL column holding the tag (-1 = last)."})
     encoding: str = field(default="utf-8", metadata={"help": "Encoding of the data files."})
     tag_scheme: str = field(
@@ -121,7 +144,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         check_field_types(self)
         choices = {
-            "file_format": ("auto", "conll", "jsonl"),
+            "file_format": ("auto", "conll", "jsonl", "labelstudio", "doccano", "docbin", "hf"),
+            "misaligned_spans": ("error", "snap", "drop"),
             "tag_scheme": ("auto", "IOB1", "IOB2", "BIOES"),
             "label_scheme": ("IOB2", "BIOES"),
             "unknown_labels": ("error", "O"),

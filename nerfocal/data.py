@@ -47,19 +47,38 @@ class NerData:
         return [counts.get(label, 0) for label in self.label_list]
 
 
+FILE_FORMATS = ("auto", "conll", "jsonl", "labelstudio", "doccano", "docbin", "hf")
+
+
 def resolve_format(path: str | Path, file_format: str = "auto") -> str:
-    """``conll`` or ``jsonl``: ``file_format`` itself, or from the extension when ``auto``."""
+    """One of :data:`FILE_FORMATS` but ``auto``: ``file_format`` itself, or from the path when ``auto``.
+
+    ``auto``: ``.json``/``.jsonl`` files, ``.spacy`` files and dataset folders are sniffed by
+    :func:`nerfocal.formats.sniff_format` (Label Studio, doccano or nerfocal JSONL by content); any
+    other file is CoNLL.
+    """
     if file_format == "auto":
-        return "jsonl" if Path(path).suffix.lower() in (".jsonl", ".json") else "conll"
-    if file_format not in ("conll", "jsonl"):
-        raise ValueError(f"file_format: expected auto, conll or jsonl, got {file_format!r}")
+        path = Path(path)
+        if path.suffix.lower() in (".json", ".jsonl", ".spacy") or path.is_dir():
+            from nerfocal.formats import sniff_format
+
+            return sniff_format(path)
+        return "conll"
+    if file_format not in FILE_FORMATS:
+        raise ValueError(f"file_format: expected one of {', '.join(FILE_FORMATS)}, got {file_format!r}")
     return file_format
 
 
 def read_file(
-    path: str | Path, file_format: str = "auto", *, tag_column: int = -1, encoding: str = "utf-8"
+    path: str | Path,
+    file_format: str = "auto",
+    *,
+    tag_column: int = -1,
+    encoding: str = "utf-8",
+    **convert_options: Any,
 ) -> list[Sentence]:
-    """Read a labelled CoNLL or JSONL file (format from the extension when ``auto``).
+    """Read a labelled file: CoNLL, JSONL, or an annotation tool's export (format from the path when
+    ``auto``; ``convert_options`` go to :func:`nerfocal.formats.read_sentences`).
 
     ``Sentence.extra["source"]`` is ``path:line``; for CoNLL, word ``i`` is on line ``Sentence.line + i``.
     """
@@ -67,8 +86,14 @@ def read_file(
     fmt = resolve_format(path, file_format)
     if fmt == "conll":
         sentences = list(read_conll(path, tag_column=tag_column, encoding=encoding))
-    else:
+    elif fmt == "jsonl":
         sentences = list(read_jsonl(path, encoding=encoding, require_tags=True))
+    else:
+        from nerfocal.formats import read_sentences
+
+        sentences, stats = read_sentences(path, fmt, **convert_options)
+        logger.info("%s: %s", path, stats.summary())
+        return sentences
     for s in sentences:
         s.extra["source"] = f"{path}:{s.line}"
     return sentences
@@ -158,7 +183,13 @@ def _read_splits(cfg: Any) -> tuple[Splits, dict[str, str], dict[str, str]]:
     for split, path in files.items():
         if path:
             sentences[split] = read_file(
-                path, cfg.file_format, tag_column=cfg.tag_column, encoding=cfg.encoding
+                path,
+                cfg.file_format,
+                tag_column=cfg.tag_column,
+                encoding=cfg.encoding,
+                misaligned=cfg.misaligned_spans,
+                text_key=cfg.text_key,
+                annotator=int(cfg.annotator) if str(cfg.annotator).isdigit() else cfg.annotator,
             )
             sources[split] = str(path)
             if not sentences[split]:
