@@ -24,7 +24,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -285,9 +285,17 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str = "utf-8") -> I
         raise
 
 
+def conll_block(*columns: Sequence[str]) -> str:
+    """One sentence as CoNLL lines: one row per word, the columns separated by spaces, then a blank line.
+
+    The one CoNLL writer: :func:`write_conll`, ``nerfocal predict --output-format conll`` and
+    ``nerfocal convert`` all use it.
+    """
+    return "".join(" ".join(row) + "\n" for row in zip(*columns, strict=True)) + "\n"
+
+
 def write_conll(path: str | Path, sentences: list[tuple[list[str], list[str]]]) -> None:
     """Write ``token tag`` lines with blank-line sentence breaks (atomically, see :func:`atomic_open`)."""
     with atomic_open(path) as handle:
         for tokens, tags in sentences:
-            handle.writelines(f"{tok} {tag}\n" for tok, tag in zip(tokens, tags, strict=True))
-            handle.write("\n")
+            handle.write(conll_block(tokens, tags))

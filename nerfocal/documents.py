@@ -168,15 +168,14 @@ def write_prediction(handle: IO[str], prediction: Prediction, output_format: str
     if output_format == "jsonl":
         handle.write(json.dumps(format_record(prediction, word_tags), ensure_ascii=False) + "\n")
         return
+    from nerfocal.conll import conll_block
+
     doc = prediction.document
     if not doc.words:
         return
-    if doc.gold is not None:
-        rows = zip(doc.words, doc.gold, prediction.tags, strict=True)
-        handle.writelines(f"{_conll_token(w)} {g} {p}\n" for w, g, p in rows)
-    else:
-        handle.writelines(f"{_conll_token(w)} {p}\n" for w, p in zip(doc.words, prediction.tags, strict=True))
-    handle.write("\n")
+    words = [_conll_token(w) for w in doc.words]
+    columns = (words, doc.gold, prediction.tags) if doc.gold is not None else (words, prediction.tags)
+    handle.write(conll_block(*columns))
 
 
 def read_documents(path: str, input_format: str, encoding: str, pattern: str | None) -> Iterator[Document]:

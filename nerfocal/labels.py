@@ -177,8 +177,3 @@ def build_label_list(sequences: Iterable[Sequence[str]], scheme: str = "IOB2") -
     types = {split_tag(t)[1] for tags in sequences for t in tags} - {""}
     prefixes = "BIES" if scheme == "BIOES" else "BI"
     return [OUTSIDE] + [f"{p}-{etype}" for etype in sorted(types) for p in prefixes]
-
-
-def entity_types(label_list: Iterable[str]) -> list[str]:
-    """Sorted entity types of a label list."""
-    return sorted({split_tag(t)[1] for t in label_list} - {""})

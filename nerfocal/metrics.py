@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from nerfocal.labels import IGNORE_INDEX
+
 ECE_BINS = 15
 
 
@@ -78,7 +80,7 @@ def calibration_metrics(
 
     Args:
         logits: float array ``[N, C]`` (or ``[B, S, C]``).
-        labels: int array ``[N]`` (or ``[B, S]``); positions equal to -100 are left out.
+        labels: int array ``[N]`` (or ``[B, S]``); positions equal to IGNORE_INDEX (-100) are left out.
         temperature: logits are divided by it before the softmax.
         n_bins: equal-width confidence bins over [0, 1].
 
@@ -90,7 +92,7 @@ def calibration_metrics(
     labels = np.asarray(labels)
     flat_logits = logits.reshape(-1, logits.shape[-1])  # [N, C]
     flat_labels = labels.reshape(-1)  # [N]
-    keep = flat_labels != -100
+    keep = flat_labels != IGNORE_INDEX
     z = flat_logits[keep] / temperature
     y = flat_labels[keep].astype(np.int64)
     if len(y) == 0:
@@ -133,7 +135,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, max_iter: int = 1
         -1, np.asarray(logits).shape[-1]
     )
     flat_labels = torch.as_tensor(np.asarray(labels)).reshape(-1).long()
-    keep = flat_labels != -100
+    keep = flat_labels != IGNORE_INDEX
     z, y = flat_logits[keep], flat_labels[keep]
     if len(y) == 0:
         return 1.0

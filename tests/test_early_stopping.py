@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 import nerfocal.evaluate
 from nerfocal.config import parse_config
-from nerfocal.train import train
+from nerfocal.training import train
 
 # dev F1 per evaluation, scripted: best at the 2nd evaluation, then 2 without a gain -> stop after the 4th
 SCRIPTED_F1 = [0.10, 0.50, 0.30, 0.20, 0.90, 0.95]

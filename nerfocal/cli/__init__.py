@@ -31,6 +31,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def accept_both_spellings(parser: argparse.ArgumentParser) -> None:
+    """``--input-format`` is also ``--input_format`` (and the reverse), as ``nerfocal train`` accepts both."""
+    for action in list(parser._actions):
+        for option in list(action.option_strings):
+            if not option.startswith("--"):
+                continue
+            body = option[2:]
+            other = "--" + (body.replace("-", "_") if "-" in body else body.replace("_", "-"))
+            if other != option and other not in parser._option_string_actions:
+                action.option_strings.append(other)
+                parser._option_string_actions[other] = action
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nerfocal", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -46,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if hasattr(module, "add_arguments"):
             module.add_arguments(p)
+            accept_both_spellings(p)
             p.set_defaults(_module=module)
         else:  # `train` parses its own options (YAML + flags); see main()
             p.add_argument("options", nargs=argparse.REMAINDER, help="CONFIG.yaml and --option value pairs")

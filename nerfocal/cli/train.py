@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         use_cpu_without_accelerator()  # before TrainingArguments sets up the devices
-        from nerfocal.train import train
+        from nerfocal.training import train
 
         return train(*parse_config(argv)).status
     except (ValueError, FileNotFoundError) as err:

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from nerfocal.conll import Sentence, read_conll, read_jsonl
+from nerfocal.conll import Sentence, conll_block, read_conll, read_jsonl
 from nerfocal.formats._base import ConvertStats, atomic_open
 from nerfocal.labels import build_label_list, split_tag, tags_to_spans
 
@@ -62,8 +62,7 @@ def write_conll_file(path: str | Path, sentences: list[Sentence], stats: Convert
             if not s.tokens:
                 continue
             _check_tokens(s, path)
-            handle.writelines(f"{tok} {tag}\n" for tok, tag in zip(s.tokens, s.tags or [], strict=True))
-            handle.write("\n")
+            handle.write(conll_block(s.tokens, s.tags or []))
             stats.documents += 1
             stats.entities_out += len(tags_to_spans(s.tags or []))
 
