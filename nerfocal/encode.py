@@ -200,3 +200,74 @@ def word_predictions(
         for n, j in enumerate(window.first_subwords):
             tags[window.word_offset + n] = id2label[int(preds[j])]
     return out
+
+
+def encode_eval_windows(
+    sentences: Sequence[Sentence],
+    tokenizer: Any,
+    label2id: dict[str, int],
+    *,
+    max_length: int = 256,
+    stride: int | None = None,
+) -> tuple[list[dict[str, Any]], list[Window], DataStats]:
+    """Encode dev/test sentences with the windows :class:`nerfocal.predict.Predictor` uses.
+
+    A sentence longer than ``max_length`` sub-words becomes overlapping windows (:mod:`nerfocal.windows`)
+    and each word is labelled, and later read, at its first sub-word in exactly one of them, so the
+    training report, ``nerfocal evaluate`` and ``nerfocal predict --decode argmax`` score the same
+    predictions. Every other position is ``IGNORE_INDEX``, so each word counts once in the loss and
+    the calibration metrics.
+
+    Returns:
+        ``(features, windows, stats)`` as :func:`encode_sentences`; a window's ``first_subwords`` are
+        the positions of the words it is read for, from ``word_offset`` on.
+    """
+    import torch
+
+    from nerfocal.windows import default_stride, select_readers, tokenize_windows
+
+    stats = DataStats(sentences=len(sentences))
+    stats.repaired_tags = sum(int(s.extra.get("repaired_tags", 0)) for s in sentences)
+    stats.unknown_labels = sum(int(s.extra.get("unknown_labels", 0)) for s in sentences)
+    all_words = _words_with_unknown(sentences, tokenizer, stats)
+    stride = default_stride(tokenizer, max_length, stride)
+    input_ids, word_ids, window_docs = tokenize_windows(tokenizer, all_words, max_length, stride)
+    lengths = torch.tensor([len(words) for words in all_words])
+    offsets = torch.cumsum(lengths, 0) - lengths
+    selected, keys, _ = select_readers(word_ids, window_docs, offsets, int(lengths.sum()))
+    flat_tags = [label2id[t] for s in sentences for t in (s.tags or ["O"] * len(s.tokens))]
+    features: list[dict[str, Any]] = []
+    windows: list[Window] = []
+    split = set()
+    for k, ids in enumerate(input_ids):
+        doc = int(window_docs[k])
+        positions = selected[k, : len(ids)].nonzero().squeeze(1).tolist()
+        words = [int(keys[k, j]) - int(offsets[doc]) for j in positions]
+        labels = [IGNORE_INDEX] * len(ids)
+        for j in positions:
+            labels[j] = flat_tags[int(keys[k, j])]
+        feature: dict[str, Any] = {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+        if "token_type_ids" in getattr(tokenizer, "model_input_names", ()):
+            feature["token_type_ids"] = [0] * len(ids)
+        features.append(feature)
+        windows.append(Window(doc, words[0] if words else 0, positions))
+        if k and int(window_docs[k - 1]) == doc:
+            split.add(doc)
+    stats.split_sentences = len(split)
+    return features, windows, stats
+
+
+def _words_with_unknown(sentences: Sequence[Sentence], tokenizer: Any, stats: DataStats) -> list[list[str]]:
+    """Each sentence's words, those with zero sub-words replaced by the unknown token (counted)."""
+    flat = [w for s in sentences for w in s.tokens]
+    lengths = [len(ids) for ids in tokenizer(flat, add_special_tokens=False)["input_ids"]] if flat else []
+    unk = tokenizer.unk_token or "[UNK]"
+    out: list[list[str]] = []
+    pos = 0
+    for s in sentences:
+        words = [unk if lengths[pos + j] == 0 else w for j, w in enumerate(s.tokens)]
+        stats.empty_words += sum(1 for j in range(len(words)) if lengths[pos + j] == 0)
+        stats.words += len(words)
+        pos += len(words)
+        out.append(words)
+    return out

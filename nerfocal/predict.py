@@ -36,6 +36,7 @@ from nerfocal.decode import (
 )
 from nerfocal.labels import check_scheme, split_tag
 from nerfocal.loading import labels_from_config, load_pretrained, resolve_device
+from nerfocal.windows import default_stride, select_readers, tokenize_windows
 from nerfocal.words import Document, Entity, Prediction, compile_pattern, default_split_pattern, split_words
 
 __all__ = [
@@ -134,10 +135,7 @@ class Predictor:
                 f"expected a tokenizer of at most {embeddings.num_embeddings} ids (the model's vocabulary), "
                 f"got {len(tokenizer)}: the tokenizer does not belong to this model"
             )
-        content = self.max_length - tokenizer.num_special_tokens_to_add(pair=False)
-        if content < 2:
-            raise ValueError(f"expected max_length to leave >= 2 tokens for words, got {self.max_length}")
-        self.stride = min(max(stride if stride is not None else content // 4, 1), content - 1)
+        self.stride = default_stride(tokenizer, self.max_length, stride)
         self.constraints = transition_constraints(self.labels, self.scheme)
         self.outside = outside_id(self.labels)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -245,65 +243,15 @@ class Predictor:
             log_probs, self.constraints, per_group=max(1, self.batch_tokens * 16 // VITERBI_SEGMENT)
         )
 
-    def _tokenize(self, word_lists: list[list[str]]) -> tuple[list[list[int]], torch.Tensor, torch.Tensor]:
-        """Sub-word ids per window, word ids (long ``[R, L]``, -1 off words), window documents ``[R]``."""
-        encoded = self.tokenizer(
-            word_lists,
-            is_split_into_words=True,
-            truncation=True,
-            max_length=self.max_length,
-            stride=self.stride,
-            return_overflowing_tokens=True,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        input_ids: list[list[int]] = encoded["input_ids"]
-        window_docs = torch.tensor(encoded["overflow_to_sample_mapping"], dtype=torch.long)
-        lengths = torch.tensor([len(ids) for ids in input_ids])
-        flat = [-1 if w is None else w for e in encoded.encodings for w in e.word_ids]
-        word_ids = torch.full((len(input_ids), int(lengths.max())), -1, dtype=torch.long)
-        word_ids[torch.arange(word_ids.shape[1]) < lengths[:, None]] = torch.tensor(flat, dtype=torch.long)
-        return input_ids, word_ids, window_docs
-
-    def _select(
-        self, word_ids: torch.Tensor, window_docs: torch.Tensor, word_offsets: torch.Tensor, total: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """For each word, the one window position that predicts it: its first sub-word in the window
-        where that sub-word has the most context (ties: the earlier window).
-
-        Returns ``selected`` (bool ``[R, L]``), ``keys`` (long ``[R, L]``, flat word index) and
-        ``covered`` (bool ``[total]``: the word has at least one sub-word).
-        """
-        n_windows, width = word_ids.shape
-        positions = torch.arange(width).expand(n_windows, width)
-        content = word_ids >= 0
-        first = content.int().argmax(1, keepdim=True)  # [R, 1] first word position in the window
-        last = width - 1 - content.flip(1).int().argmax(1, keepdim=True)
-        doc_first = torch.ones(n_windows, 1, dtype=torch.bool)
-        doc_first[1:, 0] = window_docs[1:] != window_docs[:-1]
-        doc_last = torch.ones(n_windows, 1, dtype=torch.bool)
-        doc_last[:-1, 0] = window_docs[:-1] != window_docs[1:]
-        previous = torch.cat([torch.full((n_windows, 1), -1), word_ids[:, :-1]], dim=1)
-        # a window's first position may continue a word begun in the previous window: not a start
-        candidate = content & (word_ids != previous) & ((positions != first) | doc_first)
-        left = torch.where(doc_first, width, positions - first)
-        right = torch.where(doc_last, width, last - positions)
-        priority = (
-            torch.minimum(left, right) * (n_windows + 1) + (n_windows - torch.arange(n_windows))[:, None]
-        )
-        keys = word_offsets[window_docs][:, None] + word_ids.clamp(min=0)
-        best = torch.full((total,), -1, dtype=torch.long)
-        best.scatter_reduce_(0, keys[candidate], priority[candidate], reduce="amax")
-        selected = candidate & (priority == best[keys])
-        return selected, keys, best >= 0
-
     def _word_log_probs(self, word_lists: list[list[str]]) -> torch.Tensor:
         """Tag log-probabilities at each word's first sub-word: float ``[total_words, C]``, words in order."""
         lengths = torch.tensor([len(words) for words in word_lists])
         word_offsets = torch.cumsum(lengths, 0) - lengths
         total = int(lengths.sum())
-        input_ids, word_ids, window_docs = self._tokenize(word_lists)
-        selected, keys, covered = self._select(word_ids, window_docs, word_offsets, total)
+        input_ids, word_ids, window_docs = tokenize_windows(
+            self.tokenizer, word_lists, self.max_length, self.stride
+        )
+        selected, keys, covered = select_readers(word_ids, window_docs, word_offsets, total)
         unk = self.tokenizer.unk_token
         if not bool(covered.all()) and unk is not None:
             # words that become zero sub-words (zero-width space, BOM, control characters) -> unk token
@@ -312,8 +260,10 @@ class Predictor:
                 [unk if offset + i in missing else w for i, w in enumerate(words)]
                 for words, offset in zip(word_lists, word_offsets.tolist(), strict=True)
             ]
-            input_ids, word_ids, window_docs = self._tokenize(word_lists)
-            selected, keys, covered = self._select(word_ids, window_docs, word_offsets, total)
+            input_ids, word_ids, window_docs = tokenize_windows(
+                self.tokenizer, word_lists, self.max_length, self.stride
+            )
+            selected, keys, covered = select_readers(word_ids, window_docs, word_offsets, total)
         if not bool(covered.all()):
             logger.warning(
                 "%d word(s) have no sub-word for this tokenizer; they are tagged O", int((~covered).sum())

@@ -103,7 +103,7 @@ def prepare_data(data_cfg: Any, tokenizer: Any, data: Any = None) -> PreparedDat
     """Read (unless ``data``, a :class:`~nerfocal.data.NerData`, is given) and encode the configured
     splits (``data_cfg``: a :class:`~nerfocal.config.DataConfig`)."""
     from nerfocal.data import load_ner_data
-    from nerfocal.encode import encode_sentences
+    from nerfocal.encode import encode_eval_windows, encode_sentences
 
     data = data if data is not None else load_ner_data(data_cfg)
     label2id = data.label2id
@@ -123,7 +123,8 @@ def prepare_data(data_cfg: Any, tokenizer: Any, data: Any = None) -> PreparedDat
     for split in ("validation", "test"):
         sentences = data.sentences.get(split)
         if sentences:
-            feats, windows, stats = encode_sentences(sentences, tokenizer, label2id, max_length=max_length)
+            # the windows of nerfocal predict / evaluate (overlapping, each word read once): same entities
+            feats, windows, stats = encode_eval_windows(sentences, tokenizer, label2id, max_length=max_length)
             evals[split] = EvalSplit(feats, windows, sentences, stats)
     return PreparedData(
         label_list=data.label_list,

@@ -25,6 +25,7 @@ from nerfocal.cli import predict as cli_predict
 from nerfocal.decode import transition_constraints, viterbi_decode
 from nerfocal.labels import count_invalid_iob2, split_tag
 from nerfocal.predict import Document, Predictor, resolve_device, split_words
+from nerfocal.windows import select_readers, tokenize_windows
 
 WORDS = ["Angela", "Merkel", "visited", "playing", "Paris", ","]
 ODD_TEXTS = [
@@ -139,10 +140,12 @@ def test_windows_default_to_the_training_max_length_capped_by_the_model(tmp_path
 
 def test_document_three_times_max_length_gets_exactly_one_tag_per_word(predictor: Predictor) -> None:
     words = [*WORDS, "São", "Paulo", "and", "the", "European", "Union", "🙂", "\u200b"] * 9
-    input_ids, word_ids, window_docs = predictor._tokenize([words])
+    input_ids, word_ids, window_docs = tokenize_windows(
+        predictor.tokenizer, [words], predictor.max_length, predictor.stride
+    )
     assert sum(len(ids) for ids in input_ids) >= 3 * predictor.max_length
     offsets = torch.tensor([0])
-    selected, keys, _ = predictor._select(word_ids, window_docs, offsets, len(words))
+    selected, keys, _ = select_readers(word_ids, window_docs, offsets, len(words))
     counts = torch.bincount(keys[selected], minlength=len(words))
     zero_width = torch.tensor([w == "\u200b" for w in words])
     assert bool((counts[~zero_width] == 1).all())  # every word read once
