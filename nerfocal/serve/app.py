@@ -106,6 +106,8 @@ def parse_inputs(body: bytes, limits: Limits) -> tuple[str, list[Any]]:
     except json.JSONDecodeError as err:
         where = f"line {err.lineno} column {err.colno}"
         raise ApiError(400, f"expected a JSON body, got invalid JSON at {where}: {err.msg}") from None
+    except (ValueError, RecursionError) as err:  # nesting too deep, an integer of > 4300 digits
+        raise ApiError(400, f"expected a JSON body, got one that cannot be read: {err}") from None
     if not isinstance(payload, dict):
         shape = '{"texts": [...]} or {"tokens": [...]}'
         raise ApiError(422, f"expected a JSON object {shape}, got {type(payload).__name__}")

@@ -71,8 +71,8 @@ def run(
     except SystemExit as stop:  # uvicorn exits 1 when it cannot bind the address
         return stop.code if isinstance(stop.code, int) else 1
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        for caught_number, handler in previous.items():
+            signal.signal(caught_number, handler)
     if not server.started:
         logger.error("the server did not start on %s:%d (see the messages above)", host, port)
         return 1
