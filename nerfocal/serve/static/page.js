@@ -26,20 +26,27 @@
     }).finally(function () { button.disabled = false; });
   }
 
+  function legend(labels) {
+    var types = [];
+    labels.forEach(function (label) {
+      var type = label.replace(/^[BIESLU]-/, "");
+      if (label !== "O" && types.indexOf(type) < 0) types.push(type);
+    });
+    var text = document.createElement("span");
+    return types.map(function (type) {
+      text.textContent = type; // escaped by the DOM
+      return '<mark class="nf-ent" style="background: ' + nerfocalColour(type) + '">' +
+        '<span class="nf-label">' + text.innerHTML + "</span></mark>";
+    }).join(" ");
+  }
+
   button.addEventListener("click", tag);
   box.addEventListener("keydown", function (event) {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) tag();
   });
   fetch("info").then(function (r) { return r.json(); }).then(function (info) {
-    document.getElementById("model").textContent = info.model + " · " + info.backend + " · nerfocal " + info.version;
-    var types = [];
-    info.labels.forEach(function (label) {
-      var type = label.replace(/^[BIESLU]-/, "");
-      if (label !== "O" && types.indexOf(type) < 0) types.push(type);
-    });
-    document.getElementById("legend").innerHTML = nerfocalHighlight(types.join(" "), types.map(function (t, i) {
-      var start = types.slice(0, i).reduce(function (n, s) { return n + Array.from(s).length + 1; }, 0);
-      return { label: t, start: start, end: start + Array.from(t).length, score: 1, text: t };
-    }));
-  }).catch(function () { /* the page still works without the legend */ });
+    document.getElementById("model").textContent =
+      info.model + " · " + info.backend + " · nerfocal " + info.version;
+    document.getElementById("legend").innerHTML = legend(info.labels);
+  }).catch(function () { /* the page works without the legend */ });
 })();
