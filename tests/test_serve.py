@@ -347,3 +347,20 @@ def test_sigterm_finishes_requests_in_flight_and_queued_then_exits_0(model_dir: 
             assert len(responses[name].json()["predictions"]) == 1
     finally:
         stop_server(process)
+
+
+@pytest.mark.slow
+def test_load_script_gets_every_malformed_request_its_4xx(model_dir: Path, tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import serve_load
+
+    process, url = start_server(model_dir)
+    try:
+        out = tmp_path / "load.json"
+        argv = ["--url", url, "--clients", "2", "--seconds", "1.5", "--bad-fraction", "0.6"]
+        assert serve_load.main([*argv, "--json", str(out)]) == 0
+        results = json.loads(out.read_text(encoding="utf-8"))
+        assert results["errors"] == 0 and results["good_requests"] > 0
+        assert set(results["refused_as_expected"]) == set(serve_load.BAD_KINDS)
+    finally:
+        stop_server(process)

@@ -45,6 +45,9 @@ def run(
         raise ValueError(f"expected a port in 0..65535, got {port}")
     if graceful_timeout <= 0:
         raise ValueError(f"expected a positive graceful_timeout, got {graceful_timeout}")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in a server log
     predictor = Predictor.from_pretrained(model_dir, **predictor_kwargs)
     app = create_app(
         predictor,
