@@ -182,6 +182,8 @@ def test_bad_content_length_unknown_routes_and_methods_get_json_errors(predictor
         _error(client.get("/nowhere"), 404)
         _error(client.get("/predict"), 405)
         _error(client.get("/static/secret.py"), 404)
+        _error(client.get("/docs"), 404)  # its page would load from a CDN
+        assert "/predict" in client.get("/openapi.json").json()["paths"]
 
 
 def test_a_failing_document_fails_its_request_only_with_a_json_500(predictor: Predictor) -> None:

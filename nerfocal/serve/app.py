@@ -181,7 +181,8 @@ def create_app(
         finally:  # uvicorn runs this after the in-flight requests are answered
             await batcher.stop()
 
-    app = FastAPI(title="nerfocal", version=__version__, lifespan=lifespan)
+    # no /docs or /redoc: their pages load from a CDN; the schema stays at /openapi.json
+    app = FastAPI(title="nerfocal", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.batcher, app.state.limits = batcher, limits
 
     @app.exception_handler(ApiError)
