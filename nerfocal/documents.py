@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from nerfocal.records import format_record
+
 if TYPE_CHECKING:
     from nerfocal.predict import Document, Prediction
 
@@ -145,23 +147,6 @@ def read_conll_documents(path: str, encoding: str) -> Iterator[Document]:
 def _conll_token(token: str) -> str:
     # a CoNLL line splits on whitespace: keep one column per token
     return "_".join(token.split()) or "_"
-
-
-def format_record(prediction: Prediction, word_tags: bool) -> dict[str, Any]:
-    """The JSONL output object: the input record (or text / tokens) plus ``entities``."""
-    doc = prediction.document
-    if doc.record is not None:
-        record = dict(doc.record)
-    elif doc.text is not None:
-        record = {"text": doc.text}
-    else:
-        record = {"tokens": doc.words} if doc.gold is None else {"tokens": doc.words, "tags": doc.gold}
-    record["entities"] = [dict(e, score=round(e["score"], 4)) for e in prediction.entities]
-    if word_tags:
-        if doc.offsets is not None:
-            record["words"] = [list(span) for span in doc.offsets]
-        record["pred_tags"] = prediction.tags
-    return record
 
 
 def write_prediction(handle: IO[str], prediction: Prediction, output_format: str, word_tags: bool) -> None:
