@@ -22,7 +22,8 @@ from _predict_fixtures import IOB2_LABELS, save_tiny_model
 from _serve_helpers import ROOT, start_server, stop_server
 from fastapi.testclient import TestClient
 
-from nerfocal import __version__, cli_predict
+from nerfocal import __version__
+from nerfocal.cli import predict as cli_predict
 from nerfocal.predict import Document, Predictor
 from nerfocal.serve import MicroBatcher, create_app, estimate_tokens
 
