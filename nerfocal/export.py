@@ -138,6 +138,9 @@ def _export_onnx(model: Any, path: Path, sample: dict[str, torch.Tensor], opset:
     """Trace ``model`` to ``path`` with dynamic batch and sequence axes (the dynamo exporter)."""
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     shapes = {name: {0: batch, 1: sequence} for name in sample}
+    registry = logging.getLogger("torch.onnx._internal.exporter._registration")  # "torchvision not installed"
+    level = registry.level
+    registry.setLevel(logging.ERROR)
     with warnings.catch_warnings():
         # the exporter names the axes itself and notes every alias; torch.export warns about pytree API
         warnings.filterwarnings("ignore", message=r".*axis name", category=UserWarning)
@@ -153,6 +156,7 @@ def _export_onnx(model: Any, path: Path, sample: dict[str, torch.Tensor], opset:
             dynamo=True,
             verbose=False,
         )
+    registry.setLevel(level)
     if program is None:
         raise RuntimeError("torch.onnx.export returned no program")
     big = sum(p.numel() * p.element_size() for p in model.parameters()) > _EXTERNAL_DATA_BYTES
