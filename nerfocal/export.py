@@ -76,6 +76,20 @@ class ExportReport:
     argmax_agreement: float
     seconds: float
 
+    def summary(self) -> str:
+        """One line for the command line: where, precision, size and the check's result."""
+        check = (
+            f"check: max |logit diff| {self.max_abs_diff:.2g}, {self.argmax_agreement:.2%} same labels "
+            f"on {self.check_tokens} tokens"
+            if self.check_tokens
+            else "not checked"
+        )
+        precision = self.quantize or "float32"
+        size = self.size_bytes / 1e6
+        return (
+            f"{self.output_dir / self.model_file} ({precision}, opset {self.opset}, {size:.1f} MB); {check}"
+        )
+
 
 def _refuse_remote_code(directory: Path) -> None:
     for name in ("config.json", "tokenizer_config.json"):

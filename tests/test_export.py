@@ -89,6 +89,8 @@ def test_fp32_export_predicts_like_torch_including_windows(model_dir: Path, fp32
         assert [e["score"] for e in have] == pytest.approx([e["score"] for e in want], abs=1e-4)
     assert report.quantize is None and report.check_tokens > 50 and report.max_abs_diff <= 1e-3
     assert report.argmax_agreement == 1.0 and report.opset > 0 and report.size_bytes > 0
+    assert report.summary().startswith(f"{output / 'model.onnx'} (float32, opset {report.opset}, ")
+    assert "100.00% same labels" in report.summary()
 
 
 def test_export_keeps_the_config_and_marks_the_backend(model_dir: Path, fp32) -> None:  # type: ignore[no-untyped-def]
