@@ -36,6 +36,7 @@ from nerfocal.decode import (
 )
 from nerfocal.labels import check_scheme, split_tag
 from nerfocal.loading import labels_from_config, load_pretrained, resolve_device
+from nerfocal.onnx_backend import choose_backend, load_onnx
 from nerfocal.windows import default_stride, select_readers, tokenize_windows
 from nerfocal.words import Document, Entity, Prediction, compile_pattern, default_split_pattern, split_words
 
@@ -142,9 +143,19 @@ class Predictor:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, trust_remote_code: bool = False, **kwargs: Any
+        cls, path: str | Path, *, trust_remote_code: bool = False, backend: str = "auto", **kwargs: Any
     ) -> Predictor:
-        """Load a directory written by training (``save_pretrained``); ``kwargs`` go to the constructor."""
+        """Load a directory written by training (``save_pretrained``) or by ``nerfocal export``.
+
+        ``backend``: ``"torch"``, ``"onnx"`` (ONNX Runtime on the CPU, needs ``nerfocal[onnx]``) or
+        ``"auto"``: ONNX when the directory holds ``model.onnx`` and no ``model.safetensors``.
+        ``kwargs`` go to the constructor.
+        """
+        if choose_backend(path, backend) == "onnx":
+            model, tokenizer = load_onnx(path)
+            if kwargs.get("device") in (None, "auto"):
+                kwargs["device"] = "cpu"
+            return cls(model, tokenizer, **kwargs)
         model, tokenizer = load_pretrained(path, trust_remote_code=trust_remote_code)
         return cls(model, tokenizer, **kwargs)
 
