@@ -56,6 +56,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default_decode: str)
         help="encoder precision: float32 (default, exact); bfloat16 is ~1.7x faster on CPUs with native "
         "bf16 and changes a few predictions",
     )
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="auto (default): ONNX Runtime for a directory written by `nerfocal export`, else PyTorch",
+    )
     parser.add_argument("--encoding", default="utf-8", help="input file encoding (default utf-8)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
 
@@ -81,5 +87,6 @@ def predictor_from_args(args: argparse.Namespace, **kwargs: Any) -> Any:
         stride=args.stride,
         batch_tokens=args.batch_tokens,
         dtype=args.dtype,
+        backend=args.backend,
         **kwargs,
     )

@@ -5,6 +5,7 @@
   nerfocal evaluate --model DIR --data FILE
   nerfocal plot losses | nerfocal plot training OUTPUT_DIR
   nerfocal report OUTPUT_DIR
+  nerfocal export --model DIR --output OUT [--quantize int8]
   nerfocal serve --model DIR [--host 127.0.0.1] [--port 8000]
   nerfocal convert IN OUT [--from FMT] [--to FMT] [--misaligned error|snap|drop]
 
@@ -28,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("nerfocal.cli.evaluate", "seqeval report of a trained model on a labelled file"),
     "plot": ("nerfocal.cli.plot", "draw the loss-vs-p_t figure or a run's training curves (PNG)"),
     "report": ("nerfocal.cli.report", "HTML/Markdown report of a run: scores, confusions, errors"),
+    "export": ("nerfocal.cli.export", "export a model to ONNX (optionally int8), verified against PyTorch"),
     "serve": ("nerfocal.cli.serve", "serve a model over HTTP: JSON API, micro-batching, a browser page"),
     "convert": ("nerfocal.cli.convert", "convert CoNLL, JSONL, datasets, Label Studio, doccano, spaCy"),
 }

@@ -59,4 +59,5 @@ def run(args: argparse.Namespace) -> int:
         stride=args.stride,
         batch_tokens=args.batch_tokens,
         dtype=args.dtype,
+        backend=args.backend,
     )
