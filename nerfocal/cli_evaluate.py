@@ -23,6 +23,7 @@ from nerfocal.cli_predict import (
     load_predictor,
     open_output,
 )
+from nerfocal.io import check_not_input
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -139,6 +140,7 @@ def _report(gold: list[list[str]], pred: list[list[str]], strict: bool, scheme: 
 
 def run(args: argparse.Namespace) -> int:
     check_input(args.data)
+    check_not_input(args.output, args.data)
     tokens, gold = read_gold(args.data, args.format, args.encoding)
     predictor = load_predictor(args)
     metrics = evaluate(

@@ -181,8 +181,9 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> int:
     from nerfocal.config import save_config
     from nerfocal.data import encode_sentences, load_ner_data
     from nerfocal.evaluation import make_compute_metrics
+    from nerfocal.io import write_json, write_text
     from nerfocal.losses import resolve_alpha
-    from nerfocal.metrics import format_report, write_json_atomic, write_text_atomic
+    from nerfocal.metrics import format_report
     from nerfocal.resume import StopOnSignal, resolve_resume_checkpoint
     from nerfocal.trainer import FocalLossTrainer
 
@@ -292,8 +293,8 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> int:
     if main_process:
         model.config.save_pretrained(out)  # now with the fitted temperature
         save_config(out / "nerfocal_config.yaml", model_cfg, data_cfg, loss_cfg, args)
-        write_json_atomic(out / "eval_results.json", results)
-        write_text_atomic(out / "eval_report.txt", "\n\n".join(reports) + "\n")
+        write_json(out / "eval_results.json", results)
+        write_text(out / "eval_report.txt", "\n\n".join(reports) + "\n")
         print("\n\n".join(reports))
         print(f"model saved to {out} (training {train_seconds:.0f} s)")
     if main_process:  # word-level predictions + report (nerfocal.report); a failure here never fails training

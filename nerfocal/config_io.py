@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from nerfocal.conll import atomic_open
+from nerfocal.io import atomic_open
 
 __all__ = ["check_field_types", "coerce_value", "config_to_dict", "load_yaml", "save_config"]
 

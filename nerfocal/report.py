@@ -131,7 +131,7 @@ def write_run_predictions(
 
 
 def write_predictions(path: str | Path, words: WordPredictions) -> Path:
-    from nerfocal.metrics import write_text_atomic
+    from nerfocal.io import write_text
 
     lines = []
     for i, (tokens, gold, pred) in enumerate(zip(words.tokens, words.gold, words.pred, strict=True)):
@@ -139,7 +139,7 @@ def write_predictions(path: str | Path, words: WordPredictions) -> Path:
         if words.confidence is not None:
             record["confidence"] = [None if c is None else round(c, 6) for c in words.confidence[i]]
         lines.append(json.dumps(record, ensure_ascii=False))
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return Path(path)
 
 
@@ -330,7 +330,7 @@ def write_report(
         FileNotFoundError: ``run_dir`` does not exist.
         ValueError: nothing to report (no scores, predictions, training log or given words).
     """
-    from nerfocal.metrics import write_text_atomic
+    from nerfocal.io import write_text
     from nerfocal.report_render import build_blocks, render_html, render_markdown
 
     run = Path(run_dir)
@@ -346,10 +346,10 @@ def write_report(
     blocks = build_blocks(run, out / "report", split, words, source, max_examples)
     written = []
     if "html" in formats:
-        write_text_atomic(out / "report.html", render_html(blocks))
+        write_text(out / "report.html", render_html(blocks))
         written.append(out / "report.html")
     if "md" in formats:
-        write_text_atomic(out / "report.md", render_markdown(blocks, image_dir="report"))
+        write_text(out / "report.md", render_markdown(blocks, image_dir="report"))
         written.append(out / "report.md")
     logger.info("report written to %s", ", ".join(str(p) for p in written))
     return written
