@@ -38,9 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--tag-scheme",
-        choices=("auto", "IOB1", "IOB2", "BIOES"),
+        choices=("auto", "IOB1", "IOB2", "BIOES", "BILOU"),
         default="auto",
-        help="scheme of the gold tags, converted to the model's scheme before scoring (default: detected)",
+        help="scheme of the gold tags, converted to the model's scheme before scoring (default: detected; "
+        "BILOU L-/U- tags are read as BIOES E-/S-)",
     )
     parser.add_argument(
         "--mode",
