@@ -95,8 +95,7 @@ class DataConfig:
     tag_column: int = field(default=-1, metadata={"help": "CoNLL column holding the tag (-1 = last)."})
     encoding: str = field(default="utf-8", metadata={"help": "Encoding of the data files."})
     tag_scheme: str = field(
-        default="auto",
-        metadata={"help": "Scheme of the input tags: auto | IOB1 | IOB2 | BIOES | BILOU (L-/U- as E-/S-)."},
+        default="auto", metadata={"help": "Scheme of the input tags: auto | IOB1 | IOB2 | BIOES."}
     )
     label_scheme: str = field(
         default="IOB2", metadata={"help": "Scheme the model is trained on: IOB2 | BIOES."}

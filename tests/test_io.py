@@ -1,6 +1,6 @@
 """Outputs never destroy what they write to; interrupts leave no temporary file; exact stdin decode errors.
 
-See docs/robustness.md (the "Outputs" rows). Device tests use a fresh device node in ``tmp_path`` (the
+See docs/robustness.md (cases 45 to 48, 50 and 52). Device tests use a fresh device node in ``tmp_path`` (the
 same device numbers as ``/dev/null`` / ``/dev/full``) when this process may create one, else the real
 ``/dev/null`` / ``/dev/full``.
 """

@@ -1,6 +1,6 @@
 """BILOU tags, duplicate YAML keys, and the default word pattern on CJK text and emoji sequences.
 
-See docs/robustness.md (rows 45-48) and docs/predict.md (word-splitting rule).
+See docs/robustness.md (cases 49, 51 and 53) and docs/predict.md (word-splitting rule).
 """
 
 from __future__ import annotations
