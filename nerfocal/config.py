@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nerfocal.config_io import check_field_types, coerce_value, config_to_dict, load_yaml, save_config
-from nerfocal.conll import text_encoding
+from nerfocal.io import text_encoding
 from nerfocal.losses import FOCAL_FAMILY, LOSSES
 from nerfocal.training_args import NerTrainingArguments
 

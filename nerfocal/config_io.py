@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from nerfocal.conll import atomic_open
+from nerfocal.io import atomic_open
 
 __all__ = ["check_field_types", "coerce_value", "config_to_dict", "load_yaml", "save_config"]
 
@@ -111,13 +111,36 @@ def _kind_name(action: Any) -> str:
     return names.get(action.type, "a value")
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key written twice in one mapping (plain YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # ``<<: *base`` merges may override keys, as intended
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKey(f"{seen[key]} and {line}: duplicate key {key!r} (a key may appear once)")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | Path, known: set[str]) -> dict[str, Any]:
-    """Read a YAML config; unknown keys and non-mapping files are errors naming the file."""
+    """Read a YAML config; unknown or duplicate keys and non-mapping files are errors naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        # a SafeLoader subclass: yaml.load with it is as safe as yaml.safe_load
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+    except _DuplicateKey as err:
+        raise ValueError(f"{path}:{err}") from None
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: invalid YAML: {err}") from None
     if not isinstance(data, dict):

@@ -1,7 +1,7 @@
 """Streaming readers for CoNLL column files and JSONL, with errors that name ``path:line``.
 
-Standard library only (with :mod:`nerfocal.labels`): both training and inference read files
-through this module.
+Standard library only (with :mod:`nerfocal.io`): both training and inference read files through
+this module.
 
 CoNLL format accepted:
     * one token per line, columns separated by spaces or tabs (a mix is accepted: any run of
@@ -18,16 +18,18 @@ See ``docs/robustness.md`` for every case.
 
 from __future__ import annotations
 
-import codecs
-import contextlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+# atomic_open, locate_decode_error and text_encoding moved to nerfocal.io; re-exported for callers
+from nerfocal.io import atomic_open, decode_error_message, locate_decode_error, text_encoding
+
+__all__ = ["DataFormatError", "Sentence", "atomic_open", "locate_decode_error", "read_conll", "read_jsonl"]
+__all__ += ["count_sentences", "load_json_line", "parse_record", "text_encoding", "write_conll"]
 
 
 @dataclass
@@ -44,21 +46,6 @@ class DataFormatError(ValueError):
     """A malformed input file; the message names ``path:line``."""
 
 
-def text_encoding(encoding: str) -> str:
-    """The codec to read with: ``utf-8-sig`` for UTF-8 (it drops a leading byte-order mark).
-
-    Raises:
-        ValueError: an encoding Python does not know, naming it.
-    """
-    try:
-        name = codecs.lookup(encoding).name
-    except (LookupError, TypeError):
-        raise ValueError(
-            f"encoding: expected a codec Python knows (utf-8, latin-1, cp1252, ...), got {encoding!r}"
-        ) from None
-    return "utf-8-sig" if name == "utf-8" else name
-
-
 def _open_text(path: Path, encoding: str):  # type: ignore[no-untyped-def]
     enc = text_encoding(encoding)
     if not path.exists():
@@ -70,38 +57,7 @@ def _open_text(path: Path, encoding: str):  # type: ignore[no-untyped-def]
 
 
 def _decode_error(path: Path, line_no: int, encoding: str, err: UnicodeDecodeError) -> DataFormatError:
-    found = locate_decode_error(path, encoding, line_no)
-    where = f"{path}:{found[0]}: byte {found[1] + 1} of the line" if found else f"{path}:{line_no}"
-    return DataFormatError(
-        f"{where}: file is not valid {encoding} ({err.reason}); "
-        "pass the file's encoding with --encoding (for example --encoding latin-1)"
-    )
-
-
-def locate_decode_error(path: str | Path, encoding: str, line_no: int = 1) -> tuple[int, int] | None:
-    """``(line, 0-based byte in the line)`` of the first bytes of ``path`` not valid in ``encoding``.
-
-    A text stream decodes blocks of several lines, so the line it was reading when the error came is
-    only a lower bound (``line_no``); the file is read again line by line in binary to find the line.
-    None when that fails (not a regular file, line breaks that are not one byte as in UTF-16).
-    """
-    number = 0
-    try:
-        with Path(path).open("rb") as handle:
-            for raw in handle:
-                number += 1
-                try:
-                    raw.decode(encoding)
-                except UnicodeDecodeError as err:
-                    head = raw[: err.start]  # a lone CR ends a line too (universal newlines)
-                    number += head.count(b"\r")
-                    if number < line_no:
-                        break
-                    return number, err.start - (head.rfind(b"\r") + 1)
-                number += raw.count(b"\r") - raw.endswith(b"\r\n")
-    except (OSError, LookupError):
-        pass
-    return None
+    return DataFormatError(decode_error_message(path, err, line_no, encoding=encoding))
 
 
 def read_conll(
@@ -252,39 +208,6 @@ def parse_record(record: Any, where: str, line_no: int = 0, *, require_tags: boo
     return Sentence(list(tokens), list(tags) if tags is not None else None, line_no, extra)
 
 
-@contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "w", encoding: str = "utf-8") -> Iterator[Any]:
-    """Write to a temporary file beside ``path``, renamed over ``path`` once complete.
-
-    The one place nerfocal writes result files (models aside): predictions, reports, configs, figures.
-    A crash or an exception in the ``with`` block leaves ``path`` as it was (no half-written file that
-    looks complete); the temporary file is removed. ``mode`` is ``"w"`` (text, LF line ends) or
-    ``"wb"``; the file gets the usual permissions (``0666`` minus the umask), not ``mkstemp``'s 0600.
-    """
-    if mode not in ("w", "wb"):
-        raise ValueError(f"expected mode 'w' or 'wb', got {mode!r}")
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path}: expected an output file, got a directory")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{path}: the output directory {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        handle: Any = (
-            os.fdopen(fd, "w", encoding=encoding, newline="\n") if mode == "w" else os.fdopen(fd, "wb")
-        )
-        with handle:
-            yield handle
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def conll_block(*columns: Sequence[str]) -> str:
     """One sentence as CoNLL lines: one row per word, the columns separated by spaces, then a blank line.
 
@@ -299,3 +222,16 @@ def write_conll(path: str | Path, sentences: list[tuple[list[str], list[str]]]) 
     with atomic_open(path) as handle:
         for tokens, tags in sentences:
             handle.write(conll_block(tokens, tags))
+
+
+def count_sentences(path: str | Path) -> int:
+    """Sentences of a CoNLL file as :func:`read_conll` splits them, counted in binary (a progress total)."""
+    count, inside = 0, False
+    with Path(path).open("rb") as handle:
+        for raw in handle:
+            first = raw.split(maxsplit=1)[:1]
+            if not first or first[0] == b"-DOCSTART-":
+                inside = False
+            elif not inside:
+                count, inside = count + 1, True
+    return count

@@ -7,15 +7,16 @@ the report read and write through these functions.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+# stdout for ``-``; a device or FIFO written through; else a temporary file renamed over the path
+from nerfocal.io import decode_error_message, decoded_lines
 from nerfocal.records import format_record
 
 if TYPE_CHECKING:
@@ -23,19 +24,6 @@ if TYPE_CHECKING:
 
 INPUT_FORMATS = ("text", "conll", "jsonl")
 OUTPUT_FORMATS = ("jsonl", "conll")
-
-
-@contextlib.contextmanager
-def open_output(path: str) -> Iterator[IO[str]]:
-    """stdout for ``-``; else a temporary file in the same directory, renamed over ``path`` on success."""
-    if path == "-":
-        yield sys.stdout
-        sys.stdout.flush()
-        return
-    from nerfocal.conll import atomic_open
-
-    with atomic_open(path) as handle:
-        yield handle
 
 
 def check_input(path: str) -> Path:
@@ -49,34 +37,31 @@ def check_input(path: str) -> Path:
 
 
 @contextlib.contextmanager
-def open_input(path: str, encoding: str) -> Iterator[IO[str]]:
-    """A text handle on ``path`` or stdin; a leading byte-order mark is dropped, CRLF becomes LF."""
-    from nerfocal.conll import text_encoding
+def open_input(path: str, encoding: str) -> Iterator[Iterable[str]]:
+    """The lines of ``path`` or stdin; a leading byte-order mark is dropped, CRLF becomes LF.
+
+    stdin is decoded line by line (:func:`nerfocal.io.decoded_lines`): it cannot be read again to find
+    the line of bytes that are not valid text.
+    """
+    from nerfocal.io import text_encoding
 
     enc = text_encoding(encoding)
     if path == "-":
-        yield io.TextIOWrapper(sys.stdin.buffer, encoding=enc, newline=None)
+        yield decoded_lines(sys.stdin.buffer, encoding)
         return
     source = check_input(path)
     with source.open(encoding=enc, newline=None) as handle:
         yield handle
 
 
-def _decoded_lines(handle: IO[str], where: str, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+def _decoded_lines(handle: Iterable[str], where: str, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
     """``(line number, line)`` pairs; bytes not valid in ``encoding`` give a ``path:line`` error."""
-    from nerfocal.conll import locate_decode_error
-
     line_no = 0
     try:
         for line_no, line in enumerate(handle, start=1):
             yield line_no, line
     except UnicodeDecodeError as err:
-        found = locate_decode_error(where, encoding, line_no + 1) if where != "-" else None
-        at = f"{where}:{found[0]}: byte {found[1] + 1} of the line" if found else f"{where}:{line_no + 1}"
-        raise ValueError(
-            f"{at}: not valid {encoding} text ({err.reason}); is it a text file? "
-            "Pass its encoding with --encoding (for example --encoding latin-1)"
-        ) from None
+        raise ValueError(decode_error_message(where, err, line_no + 1, encoding=encoding)) from None
 
 
 def read_text(path: str, encoding: str, pattern: str | None) -> Iterator[Document]:
@@ -130,7 +115,10 @@ def read_conll_documents(path: str, encoding: str) -> Iterator[Document]:
         with tempfile.NamedTemporaryFile(prefix="nerfocal-stdin-", suffix=".conll") as spool:
             shutil.copyfileobj(sys.stdin.buffer, spool)
             spool.flush()
-            yield from read_conll_documents(spool.name, encoding)
+            try:
+                yield from read_conll_documents(spool.name, encoding)
+            except ValueError as err:  # name stdin, not the spool file
+                raise type(err)(str(err).replace(spool.name, "-")) from None
         return
     columns = 0
     with open_input(path, encoding) as handle:
@@ -142,6 +130,18 @@ def read_conll_documents(path: str, encoding: str) -> Iterator[Document]:
     tag_column = -1 if columns >= 2 else None
     for sentence in read_conll(path, tag_column=tag_column, encoding=encoding):
         yield Document(sentence.tokens, gold=sentence.tags)
+
+
+def count_documents(path: str, input_format: str, encoding: str) -> int | None:
+    """The progress total: lines (text), non-blank lines (JSONL) or sentences (CoNLL) of a regular file."""
+    from nerfocal.conll import count_sentences
+    from nerfocal.io import count_lines
+
+    if not Path(path).is_file():
+        return None  # a FIFO or a device: reading it twice would lose the input
+    if input_format == "conll":
+        return count_sentences(path)
+    return count_lines(path, encoding, skip_blank=input_format == "jsonl")
 
 
 def _conll_token(token: str) -> str:

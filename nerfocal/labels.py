@@ -7,7 +7,8 @@ Conventions:
     * IOB1 (CoNLL-2003): a chunk starts with ``I-``; ``B-`` only marks the start of a chunk that
       directly follows a chunk of the same type.
     * IOB2: every chunk starts with ``B-``.
-    * BIOES: ``S-`` for single-token chunks, ``E-`` ends a multi-token chunk.
+    * BIOES: ``S-`` for single-token chunks, ``E-`` ends a multi-token chunk. BILOU is the same
+      scheme with other letters: ``L-`` (last) is read as ``E-``, ``U-`` (unit) as ``S-``.
     * Spans are ``(type, start, end)`` with ``end`` exclusive, in word indices.
 
 Chunks follow the conlleval rule: a chunk starts at each ``B-X`` (``S-X``), and at each ``I-X``
@@ -23,19 +24,24 @@ OUTSIDE = "O"
 IGNORE_INDEX = -100
 SCHEMES = ("IOB1", "IOB2", "BIOES")
 _PREFIXES = {"IOB1": "BI", "IOB2": "BI", "BIOES": "BIES"}
+_BILOU = {"L": "E", "U": "S"}  # BILOU letters -> their BIOES equivalents
 
 
 def split_tag(tag: str) -> tuple[str, str]:
     """Split ``"B-PER"`` into ``("B", "PER")``; ``"O"`` gives ``("O", "")``.
 
+    BILOU prefixes come out as their BIOES letters: ``"L-PER"`` gives ``("E", "PER")``, ``"U-PER"``
+    ``("S", "PER")``.
+
     Raises:
-        ValueError: if the tag is neither ``O`` nor ``<B|I|E|S>-<TYPE>``.
+        ValueError: if the tag is neither ``O`` nor ``<B|I|E|S|L|U>-<TYPE>``.
     """
     if tag == OUTSIDE:
         return OUTSIDE, ""
     prefix, sep, etype = tag.partition("-")
+    prefix = _BILOU.get(prefix, prefix)
     if sep != "-" or prefix not in ("B", "I", "E", "S") or not etype:
-        raise ValueError(f"expected a tag 'O' or '<B|I|E|S>-<TYPE>', got {tag!r}")
+        raise ValueError(f"expected a tag 'O' or '<B|I|E|S|L|U>-<TYPE>', got {tag!r}")
     return prefix, etype
 
 
@@ -132,7 +138,8 @@ def count_repairs(tags: Sequence[str], scheme: str) -> int:
     scheme = check_scheme(scheme)
     _check_prefixes(tags, scheme)
     canonical = spans_to_tags(tags_to_spans(tags), len(tags), scheme)
-    return sum(a != b for a, b in zip(tags, canonical, strict=True))
+    spelled = [_BILOU[t[0]] + t[1:] if t[:1] in _BILOU else t for t in tags]  # L-/U- are not repairs
+    return sum(a != b for a, b in zip(spelled, canonical, strict=True))
 
 
 def count_invalid_iob2(tags: Sequence[str]) -> int:
@@ -147,8 +154,8 @@ def count_invalid_iob2(tags: Sequence[str]) -> int:
 
 
 def detect_scheme(sequences: Iterable[Sequence[str]]) -> str:
-    """Guess the scheme of labelled data: BIOES if any E-/S- tag; else IOB1 if more chunks start with
-    ``I-`` than with ``B-``, else IOB2.
+    """Guess the scheme of labelled data: BIOES if any E-/S- (or BILOU L-/U-) tag; else IOB1 if more
+    chunks start with ``I-`` than with ``B-``, else IOB2.
 
     IOB1 data (CoNLL-2003) starts almost every chunk with ``I-`` and uses ``B-`` only between two
     adjacent chunks of one type; IOB2 data starts every chunk with ``B-``, so a few ``I-X`` after ``O``

@@ -7,10 +7,8 @@ is an error instead of being read as the start of an entity.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -172,17 +170,3 @@ def format_report(metrics: dict[str, Any], title: str = "") -> str:
 
 def _row(m: dict[str, Any]) -> str:
     return f"{100 * m['precision']:>10.2f}{100 * m['recall']:>10.2f}{100 * m['f1']:>10.2f}"
-
-
-def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    from nerfocal.conll import atomic_open
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path) as handle:
-        handle.write(text)

@@ -306,7 +306,8 @@ def save_run(
     """
     from nerfocal.config import save_config
     from nerfocal.evaluate import evaluate_splits
-    from nerfocal.metrics import format_report, write_json_atomic, write_text_atomic
+    from nerfocal.io import write_json, write_text
+    from nerfocal.metrics import format_report
 
     _, data_cfg, loss_cfg, args = configs
     out = Path(args.output_dir)
@@ -325,8 +326,8 @@ def save_run(
     if main_process:
         trainer.model.config.save_pretrained(out)  # now with the fitted temperature
         save_config(out / "nerfocal_config.yaml", *configs)
-        write_json_atomic(out / "eval_results.json", metrics)
-        write_text_atomic(out / "eval_report.txt", "\n\n".join(reports) + "\n")
+        write_json(out / "eval_results.json", metrics)
+        write_text(out / "eval_report.txt", "\n\n".join(reports) + "\n")
         print("\n\n".join(reports))
         print(f"model saved to {out} (training {train_seconds:.0f} s)")
         _write_predictions_and_report(out, raw, prepared, temperature)

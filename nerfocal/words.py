@@ -38,19 +38,50 @@ def _marks() -> str:
     return "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges)
 
 
+# Scripts written without spaces between words: each character is a word (as BERT's basic tokenizer
+# splits CJK ideographs), so that an entity inside a run such as 東京都に行った can be tagged. Han
+# (ideographs, their extensions and compatibility forms, 々 and 〇), Hiragana and Katakana (full and
+# half width). Thai, Lao, Khmer and Myanmar are not split (see docs/predict.md).
+_CHARACTER_WORDS = (
+    "\u3005\u3007\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+    "\U00020000-\U000323af"
+)
+# what stays attached to an emoji or symbol besides combining marks (variation selectors are marks):
+# skin-tone modifiers and the tag characters of subdivision flags
+_EMOJI_EXTENDERS = "\U0001f3fb-\U0001f3ff\U000e0020-\U000e007f"
+_JOINERS = "\u200c\u200d\u00ad"  # inside a word only, never a word by themselves
+_SEPARATORS = "\u200b\u2060\ufeff"  # invisible, separate words like spaces
+
+
 @functools.lru_cache(maxsize=1)
 def default_split_pattern() -> str:
     """The default word pattern (see ``docs/predict.md``).
 
-    A word is a run of word characters (letters, digits, ``_``, combining marks, zero-width
-    (non-)joiners, soft hyphens), possibly joined by single internal hyphens or apostrophes
-    (``New-York``, ``don't``); any other character that is not whitespace is a word by itself
-    (with its combining marks), except the invisible U+200B, U+2060 and U+FEFF, which separate
-    words like spaces.
+    A word is, in order of precedence:
+
+    * one Han, Hiragana or Katakana character, with its combining marks;
+    * a run of word characters (letters, digits, ``_``, combining marks), with zero-width
+      (non-)joiners and soft hyphens inside or at its end, possibly joined by single internal
+      hyphens or apostrophes (``New-York``, ``don't``);
+    * a flag (two regional indicators);
+    * any other character that is not whitespace, with its combining marks, skin-tone modifiers and
+      tag characters, and further such characters joined to it by U+200D (emoji ZWJ sequences).
+
+    The invisible U+200B, U+2060 and U+FEFF separate words like spaces, and so do joiners and soft
+    hyphens that are not inside a word.
     """
     marks = _marks()
-    word = rf"[\w{marks}\u200c\u200d\u00ad]"
-    return rf"{word}+(?:[-'\u2019]{word}+)*|[^\w\s\u200b\u2060\ufeff][{marks}]*"
+    # [^\W...]: a word character that is not a character word; marks are \W. Runs of each (not single
+    # characters in an alternation) keep the regex engine's fast path for [...]+
+    letters = rf"[^\W{_CHARACTER_WORDS}]+"
+    word = rf"(?:{letters}|[{marks}]+)(?:{letters}|[{marks}{_JOINERS}]+)*"
+    symbol = rf"[^\w\s{_SEPARATORS}{_JOINERS}][{marks}{_EMOJI_EXTENDERS}]*"
+    return (
+        rf"[{_CHARACTER_WORDS}][{marks}]*"
+        rf"|{word}(?:[-'\u2019]{word})*"
+        r"|[\U0001f1e6-\U0001f1ff]{2}"
+        rf"|{symbol}(?:\u200d{symbol})*"
+    )
 
 
 @functools.lru_cache(maxsize=16)

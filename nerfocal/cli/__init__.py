@@ -22,6 +22,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from nerfocal.io import Terminated, interrupt_status, raise_on_sigterm
+
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("nerfocal.cli.train", "fine-tune an encoder for NER (same as scripts/train_ner.py)"),
@@ -81,10 +83,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(args_list)
     try:
-        return int(args._module.run(args))
+        with raise_on_sigterm():  # SIGTERM raises, as SIGINT does: outputs remove their temporary file
+            return int(args._module.run(args))
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"nerfocal {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Terminated) as err:
+        name, status = interrupt_status(err)
+        message = f"nerfocal {args.command}: interrupted by {name}; stopped, no partial output file left"
+        print(message, file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

@@ -29,9 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--tag-scheme",
-        choices=("auto", "IOB1", "IOB2", "BIOES"),
+        choices=("auto", "IOB1", "IOB2", "BIOES", "BILOU"),
         default="auto",
-        help="scheme of the gold tags, converted to the model's scheme before scoring (default: detected)",
+        help="scheme of the gold tags, converted to the model's scheme before scoring (default: detected; "
+        "BILOU L-/U- tags are read as BIOES E-/S-)",
     )
     parser.add_argument(
         "--mode",
@@ -49,11 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nerfocal.documents import check_input, open_output
+    from nerfocal.documents import check_input, check_not_input, open_output
     from nerfocal.evaluate import evaluate_predictor, read_gold
     from nerfocal.predict_options import predictor_from_args
 
     check_input(args.data)
+    check_not_input(args.output, args.data)
     tokens, gold = read_gold(args.data, args.format, args.encoding)
     predictor = predictor_from_args(args)
     metrics = evaluate_predictor(

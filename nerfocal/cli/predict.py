@@ -53,17 +53,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from nerfocal.conll import text_encoding
-    from nerfocal.documents import check_input, open_output, read_documents, write_prediction
+    from nerfocal.documents import (
+        check_input,
+        check_not_input,
+        count_documents,
+        open_output,
+        read_documents,
+        write_prediction,
+    )
+    from nerfocal.io import text_encoding
     from nerfocal.predict_options import predictor_from_args
 
     documents = read_documents(args.input, args.input_format, args.encoding, args.split_pattern)
     text_encoding(args.encoding)  # fail before loading the model
+    total = None
     if args.input != "-":
         check_input(args.input)
+        check_not_input(args.output, args.input)
+        total = None if args.quiet else count_documents(args.input, args.input_format, args.encoding)
     predictor = predictor_from_args(args, split_pattern=args.split_pattern, chunk_size=args.chunk_size)
     progress = tqdm(
         desc="predict",
+        total=total,
         unit=" docs",
         file=sys.stderr,
         disable=args.quiet or args.input == "-",

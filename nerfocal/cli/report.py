@@ -65,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nerfocal.io import check_not_input
     from nerfocal.report import write_report
 
     run_dir = Path(args.output_dir)
@@ -76,10 +77,13 @@ def run(args: argparse.Namespace) -> int:
             "the report has no figures\n"
         )
     words, source = None, None
+    report_dir = Path(args.report_dir) if args.report_dir else run_dir
+    formats = ("html", "md") if args.format == "both" else (args.format,)
+    for fmt in formats:
+        check_not_input(report_dir / f"report.{fmt}", args.data, option="--report-dir")
     if args.data:
         words = _predict_data(args)
         source = str(args.data)
-    formats = ("html", "md") if args.format == "both" else (args.format,)
     written = write_report(
         run_dir,
         split=args.split,

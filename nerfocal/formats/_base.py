@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nerfocal.conll import atomic_open, load_json_line, locate_decode_error
+from nerfocal.conll import load_json_line
+from nerfocal.io import atomic_open, locate_decode_error
 
 __all__ = [
     "MAX_LISTED",

@@ -82,7 +82,7 @@ def write_report(
         FileNotFoundError: ``run_dir`` does not exist.
         ValueError: nothing to report (no scores, predictions, training log or given words).
     """
-    from nerfocal.metrics import write_text_atomic
+    from nerfocal.io import write_text
 
     run = Path(run_dir)
     if not run.is_dir():
@@ -97,10 +97,10 @@ def write_report(
     blocks = build_blocks(run, out / "report", split, words, source, max_examples)
     written = []
     if "html" in formats:
-        write_text_atomic(out / "report.html", render_html(blocks))
+        write_text(out / "report.html", render_html(blocks))
         written.append(out / "report.html")
     if "md" in formats:
-        write_text_atomic(out / "report.md", render_markdown(blocks, image_dir="report"))
+        write_text(out / "report.md", render_markdown(blocks, image_dir="report"))
         written.append(out / "report.md")
     logger.info("report written to %s", ", ".join(str(p) for p in written))
     return written

@@ -131,7 +131,7 @@ def write_run_predictions(
 
 
 def write_predictions(path: str | Path, words: WordPredictions) -> Path:
-    from nerfocal.metrics import write_text_atomic
+    from nerfocal.io import write_text
 
     lines = []
     for i, (tokens, gold, pred) in enumerate(zip(words.tokens, words.gold, words.pred, strict=True)):
@@ -139,7 +139,7 @@ def write_predictions(path: str | Path, words: WordPredictions) -> Path:
         if words.confidence is not None:
             record["confidence"] = [None if c is None else round(c, 6) for c in words.confidence[i]]
         lines.append(json.dumps(record, ensure_ascii=False))
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return Path(path)
 
 

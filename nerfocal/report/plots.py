@@ -50,21 +50,12 @@ def png_bytes(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
-    from nerfocal.conll import atomic_open
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path, "wb") as handle:
-        handle.write(data)
-    return path
-
-
 def save_png(fig: Any, path: str | Path) -> bytes:
     """Render ``fig`` to PNG, write it atomically to ``path`` and return the bytes (for embedding)."""
     data = png_bytes(fig)
-    write_bytes_atomic(path, data)
+    from nerfocal.io import write_bytes
+
+    write_bytes(path, data)
     return data
 
 
