@@ -16,8 +16,20 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 # stdout for ``-``; a device or FIFO written through; else a temporary file renamed over the path
+from nerfocal.io import atomic_open as open_output
 from nerfocal.io import decode_error_message, decoded_lines
 from nerfocal.records import format_record
+
+__all__ = [
+    "INPUT_FORMATS",
+    "OUTPUT_FORMATS",
+    "check_input",
+    "count_documents",
+    "open_input",
+    "open_output",
+    "read_documents",
+    "write_prediction",
+]
 
 if TYPE_CHECKING:
     from nerfocal.predict import Document, Prediction

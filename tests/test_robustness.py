@@ -532,7 +532,7 @@ def test_loss_side_nan_stops_training_with_one_line_naming_step_and_loss(
 
 def test_interrupted_write_leaves_the_previous_file_and_no_temporary(tmp_path: Path) -> None:
     from nerfocal.documents import open_output
-    from nerfocal.metrics import write_json_atomic
+    from nerfocal.io import write_json as write_json_atomic
 
     target = tmp_path / "out.json"
     target.write_text("previous\n", encoding="utf-8")

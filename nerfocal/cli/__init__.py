@@ -46,7 +46,7 @@ def accept_both_spellings(parser: argparse.ArgumentParser) -> None:
             body = option[2:]
             other = "--" + (body.replace("-", "_") if "-" in body else body.replace("_", "-"))
             if other != option and other not in parser._option_string_actions:
-                action.option_strings.append(other)
+                action.option_strings = [*action.option_strings, other]
                 parser._option_string_actions[other] = action
 
 

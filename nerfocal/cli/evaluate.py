@@ -50,8 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nerfocal.documents import check_input, check_not_input, open_output
+    from nerfocal.documents import check_input, open_output
     from nerfocal.evaluate import evaluate_predictor, read_gold
+    from nerfocal.io import check_not_input
     from nerfocal.predict_options import predictor_from_args
 
     check_input(args.data)

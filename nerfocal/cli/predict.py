@@ -55,13 +55,12 @@ def run(args: argparse.Namespace) -> int:
 
     from nerfocal.documents import (
         check_input,
-        check_not_input,
         count_documents,
         open_output,
         read_documents,
         write_prediction,
     )
-    from nerfocal.io import text_encoding
+    from nerfocal.io import check_not_input, text_encoding
     from nerfocal.predict_options import predictor_from_args
 
     documents = read_documents(args.input, args.input_format, args.encoding, args.split_pattern)
