@@ -193,13 +193,14 @@ def tag_entities(tokens: Sequence[str], tags: Sequence[str]) -> list[dict[str, A
 def render_record(record: Mapping[str, Any], where: str = "record") -> str:
     """One JSON record as ``nerfocal predict`` writes it (or a run's ``predictions_*.jsonl`` line).
 
-    ``{"text" | "tokens", "entities"}``; gold from ``"tags"`` (CoNLL input) or ``"gold"``; predicted
-    tags ``"pred"`` stand in for ``entities`` when there are none.
+    ``{"text" | "tokens", "entities"}`` (with both, ``tokens``, as ``nerfocal predict``); gold from
+    ``"tags"`` (CoNLL input) or ``"gold"``; predicted tags ``"pred"`` stand in for ``entities`` when
+    there are none.
 
     Raises:
         ValueError: naming ``where`` (e.g. ``"out.jsonl:3"``) when the record has no text or tokens.
     """
-    source = record.get("text", record.get("tokens"))
+    source = record.get("tokens", record.get("text"))  # with both, predict used the tokens
     if source is None:
         raise ValueError(f"{where}: expected a 'text' or 'tokens' field, got keys {sorted(record)}")
     try:

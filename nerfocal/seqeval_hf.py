@@ -48,7 +48,9 @@ def to_hf_seqeval(
                 "number": int(scores["support"]),
             }
         except KeyError as err:
-            raise ValueError(f"per_type[{etype!r}]: expected precision, recall, f1, support, got no {err}") from None
+            raise ValueError(
+                f"per_type[{etype!r}]: expected precision, recall, f1, support, got no {err}"
+            ) from None
     result["overall_precision"] = float(metrics["precision"])
     result["overall_recall"] = float(metrics["recall"])
     result["overall_f1"] = float(metrics["f1"])
@@ -57,7 +59,9 @@ def to_hf_seqeval(
     elif gold is not None and pred is not None:
         result["overall_accuracy"] = token_accuracy(gold, pred)
     else:
-        raise ValueError("expected 'accuracy' in the metrics, or gold and pred tags to compute it, got neither")
+        raise ValueError(
+            "expected 'accuracy' in the metrics, or gold and pred tags to compute it, got neither"
+        )
     return result
 
 

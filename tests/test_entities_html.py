@@ -157,6 +157,12 @@ def test_side_by_side_shows_gold_and_predicted_rows() -> None:
 def test_records_from_predict_and_from_run_predictions_render() -> None:
     conll = {"tokens": ["Ann", "sings"], "tags": ["B-PER", "O"], "entities": []}
     assert "nf-gold" in render_record(conll)  # gold from the CoNLL input's tags
+    both = {
+        "text": "Ann  sings",
+        "tokens": ["Ann", "sings"],
+        "entities": [{"label": "PER", "start": 0, "end": 1}],
+    }
+    assert parse(render_record(both)).marks[0]["data-end"] == "1"  # token indices, as predict used
     run = {"tokens": ["Ann", "sings"], "gold": ["B-PER", "O"], "pred": ["B-PER", "O"]}
     marks = parse(render_record(run)).marks
     assert [("nf-wrong" in m["class"], m["data-label"]) for m in marks if "nf-pred" in m["class"]] == [

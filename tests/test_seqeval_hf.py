@@ -28,7 +28,12 @@ def evaluate_seqeval(references: list[list[str]], predictions: list[list[str]]) 
     report.pop("weighted avg")
     overall = report.pop("micro avg")
     scores = {
-        name: {"precision": s["precision"], "recall": s["recall"], "f1": s["f1-score"], "number": s["support"]}
+        name: {
+            "precision": s["precision"],
+            "recall": s["recall"],
+            "f1": s["f1-score"],
+            "number": s["support"],
+        }
         for name, s in report.items()
     }
     scores["overall_precision"] = overall["precision"]
