@@ -29,13 +29,14 @@ __all__ = [
     "open_output",
     "read_documents",
     "write_prediction",
+    "write_predictions",
 ]
 
 if TYPE_CHECKING:
     from nerfocal.predict import Document, Prediction
 
 INPUT_FORMATS = ("text", "conll", "jsonl")
-OUTPUT_FORMATS = ("jsonl", "conll")
+OUTPUT_FORMATS = ("jsonl", "conll", "html")
 
 
 def check_input(path: str) -> Path:
@@ -162,6 +163,13 @@ def _conll_token(token: str) -> str:
 
 
 def write_prediction(handle: IO[str], prediction: Prediction, output_format: str, word_tags: bool) -> None:
+    """One prediction in ``output_format``; ``html`` writes one highlighted document (between
+    :func:`nerfocal.entities_html.page_start` and ``PAGE_END``, which :func:`write_predictions` adds)."""
+    if output_format == "html":
+        from nerfocal.entities_html import render_record
+
+        handle.write(render_record(format_record(prediction, word_tags)) + "\n")
+        return
     if output_format == "jsonl":
         handle.write(json.dumps(format_record(prediction, word_tags), ensure_ascii=False) + "\n")
         return
@@ -184,3 +192,19 @@ def read_documents(path: str, input_format: str, encoding: str, pattern: str | N
     if input_format == "conll":
         return read_conll_documents(path, encoding)
     raise ValueError(f"--input-format: expected one of {', '.join(INPUT_FORMATS)}, got {input_format!r}")
+
+
+def write_predictions(
+    handle: IO[str], predictions: Iterable[Prediction], output_format: str, word_tags: bool, title: str = ""
+) -> Iterator[Prediction]:
+    """Write every prediction (a page header and footer around them for ``html``); yields each one
+    after it is written, for a progress bar."""
+    if output_format == "html":
+        from nerfocal.entities_html import PAGE_END, page_start
+
+        handle.write(page_start(title or "nerfocal predictions"))
+    for prediction in predictions:
+        write_prediction(handle, prediction, output_format, word_tags)
+        yield prediction
+    if output_format == "html":
+        handle.write(PAGE_END)

@@ -258,6 +258,9 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> TrainResul
     model = build_model(model_cfg, loss_cfg, prepared)
     stopper = StopOnSignal()  # SIGTERM/SIGINT: checkpoint, then stop
     trainer = build_trainer(model, tokenizer, prepared, data_cfg, loss_cfg, args, callbacks=[stopper])
+    from nerfocal.tracking import add_loss_schedule_callback
+
+    add_loss_schedule_callback(trainer)  # the active loss, gamma and warm-up in every log / tracker
     try:
         train_result = trainer.train(resume_from_checkpoint=resume)
     finally:
@@ -350,3 +353,9 @@ def _write_predictions_and_report(
         write_report(out)
     except Exception:
         logger.warning("could not write the predictions or the report in %s", out, exc_info=True)
+    try:
+        from nerfocal.card import write_model_card
+
+        write_model_card(out)  # README.md: the Hub's model card of the run
+    except Exception:
+        logger.warning("could not write the model card in %s", out, exc_info=True)

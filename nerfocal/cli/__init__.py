@@ -5,6 +5,7 @@
   nerfocal evaluate --model DIR --data FILE
   nerfocal plot losses | nerfocal plot training OUTPUT_DIR
   nerfocal report OUTPUT_DIR
+  nerfocal card --model DIR [--repo-id user/name --push]
   nerfocal export --model DIR --output OUT [--quantize int8]
   nerfocal serve --model DIR [--host 127.0.0.1] [--port 8000]
   nerfocal convert IN OUT [--from FMT] [--to FMT] [--misaligned error|snap|drop]
@@ -31,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("nerfocal.cli.evaluate", "seqeval report of a trained model on a labelled file"),
     "plot": ("nerfocal.cli.plot", "draw the loss-vs-p_t figure or a run's training curves (PNG)"),
     "report": ("nerfocal.cli.report", "HTML/Markdown report of a run: scores, confusions, errors"),
+    "card": ("nerfocal.cli.card", "write a run's model card (README.md) and optionally push it to the Hub"),
     "export": ("nerfocal.cli.export", "export a model to ONNX (optionally int8), verified against PyTorch"),
     "serve": ("nerfocal.cli.serve", "serve a model over HTTP: JSON API, micro-batching, a browser page"),
     "convert": ("nerfocal.cli.convert", "convert CoNLL, JSONL, datasets, Label Studio, doccano, spaCy"),

@@ -46,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="where to write the metrics as JSON (default eval.json; an empty string writes none)",
     )
+    parser.add_argument(
+        "--output-format",
+        choices=("nerfocal", "hf"),
+        default="nerfocal",
+        help="nerfocal: nerfocal's metrics (default); hf: the `evaluate` library's seqeval dictionary "
+        "({TYPE: {precision, recall, f1, number}, overall_precision, ...}) for existing dashboards",
+    )
     add_model_arguments(parser, default_decode="argmax")
 
 
@@ -69,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
         f"macro_f1 {metrics['macro_f1']:.4f}  ({metrics['n_sentences']} sentences)\n"
     )
     if args.output:
+        if args.output_format == "hf":
+            from nerfocal.seqeval_hf import to_hf_seqeval
+
+            metrics = to_hf_seqeval(metrics)
         with open_output(args.output) as handle:
             json.dump(metrics, handle, indent=2, ensure_ascii=False)
             handle.write("\n")

@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output-format",
         choices=OUTPUT_FORMATS,
         default="jsonl",
-        help="jsonl: the input record plus its entities (default); conll: token, gold tag if any, prediction",
+        help="jsonl: the input record plus its entities (default); conll: token, gold tag if any, "
+        "prediction; html: one self-contained page with the entities highlighted",
     )
     parser.add_argument(
         "--word-tags",
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         count_documents,
         open_output,
         read_documents,
-        write_prediction,
+        write_predictions,
     )
     from nerfocal.io import check_not_input, text_encoding
     from nerfocal.predict_options import predictor_from_args
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         dynamic_ncols=True,
     )
     with progress, open_output(args.output) as handle:
-        for prediction in predictor.predict_documents(documents):
-            write_prediction(handle, prediction, args.output_format, args.word_tags)
+        predictions = predictor.predict_documents(documents)
+        title = f"nerfocal predict: {args.input}"
+        for _ in write_predictions(handle, predictions, args.output_format, args.word_tags, title):
             progress.update()
     return 0
