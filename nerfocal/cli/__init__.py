@@ -1,6 +1,7 @@
 """nerfocal: named-entity recognition with Hugging Face encoders and focal loss.
 
   nerfocal train configs/sample.yaml [--option value ...]
+  nerfocal tune configs/sample.yaml --trials 12 [--option value ...]
   nerfocal predict --model DIR --input FILE
   nerfocal evaluate --model DIR --data FILE
   nerfocal plot losses | nerfocal plot training OUTPUT_DIR
@@ -28,6 +29,7 @@ from nerfocal.io import Terminated, interrupt_status, raise_on_sigterm
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("nerfocal.cli.train", "fine-tune an encoder for NER (same as scripts/train_ner.py)"),
+    "tune": ("nerfocal.cli.tune", "search the focal-loss settings on the dev set (optuna, resumable)"),
     "predict": ("nerfocal.cli.predict", "tag text, CoNLL or JSONL input with a trained model"),
     "evaluate": ("nerfocal.cli.evaluate", "seqeval report of a trained model on a labelled file"),
     "plot": ("nerfocal.cli.plot", "draw the loss-vs-p_t figure or a run's training curves (PNG)"),
@@ -77,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nerfocal`` console script; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["tune"]:
+        from nerfocal.cli.tune import main as tune_main
+
+        return tune_main(args_list[1:])
     if args_list[:1] == ["train"]:
         # train has its own config-file-aware parser (YAML defaults, CLI overrides)
         from nerfocal.cli.train import main as train_main

@@ -1,0 +1,67 @@
+"""Search, on the dev set, for the focal-loss settings that train the best model (optuna, resumable).
+
+    nerfocal tune configs/sample.yaml --trials 12 --study-dir outputs/tune [--option value ...]
+    nerfocal train outputs/tune/best.yaml            # the best trial's configuration, test set restored
+
+Every trial trains with early stopping on dev entity F1 (patience 2 unless the config sets one) and
+never reads the test set. The default search space: learning rate, gamma, prior init, CE warm-up,
+alpha (none, 0.75, auto) and loss (focal, focal_adaptive, ce); --search-space FILE.yaml replaces it:
+
+    learning_rate: {type: log, low: 2.0e-5, high: 3.0e-4}
+    gamma: {type: float, low: 0.5, high: 3.0}
+    alpha: {type: categorical, choices: [null, auto]}
+
+Interrupting keeps the finished trials; the same command resumes (--trials counts them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="nerfocal tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--trials", type=int, default=12, help="finished trials wanted in all (default 12)")
+    parser.add_argument("--study-dir", "--study_dir", default="outputs/tune", help="study, table, best.yaml")
+    parser.add_argument("--search-space", "--search_space", default=None, help="YAML search space")
+    parser.add_argument("--patience", type=int, default=2, help="early stopping patience of each trial")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampler (default 0)")
+    if "-h" in argv or "--help" in argv:
+        parser.print_help()
+        print("\nEvery other option is a training option (nerfocal train --help).")
+        return 0
+    args, train_argv = parser.parse_known_args(argv)
+    if args.trials < 1:
+        print("nerfocal tune: error: --trials: expected an integer >= 1", file=sys.stderr)
+        return 2
+    try:
+        from nerfocal.tune import tune
+
+        study = tune(
+            train_argv, args.trials, args.study_dir, space_file=args.search_space,
+            patience=args.patience, seed=args.seed,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError) as err:
+        print(f"nerfocal tune: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"nerfocal tune: interrupted; finished trials are kept in {args.study_dir}/study.db: "
+            "run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+    best = study.best_trial
+    print(
+        f"best trial {best.number}: dev F1 {100 * best.value:.2f} with {best.params}; "
+        f"train it with: nerfocal train {args.study_dir}/best.yaml"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

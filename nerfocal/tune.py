@@ -1,0 +1,233 @@
+"""``nerfocal tune``: a budgeted search, on the dev set only, over the settings that matter for focal loss.
+
+Each trial is one :func:`nerfocal.training.train` run with early stopping on dev entity F1; optuna's TPE
+sampler proposes the next settings from the finished trials. The study is kept in
+``OUTPUT_DIR/study.db`` (SQLite), so an interrupted search resumes where it stopped: finished trials
+are never rerun, and ``--trials N`` means N finished trials in all. The test set is never read by a
+trial (``test_file`` is dropped from every trial), so choosing the best trial cannot look at it.
+
+Outputs in ``OUTPUT_DIR``: ``trials.md`` (every trial sorted by dev F1), ``best.yaml`` (the best
+trial's configuration, which ``nerfocal train`` takes as is, with the test file restored and its own
+output directory), ``trials.png`` (dev F1 per trial), and ``trial-K/`` (each trial's metrics; weights
+removed to save disk).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("nerfocal")
+
+# option -> search space; "log" = float sampled on a log scale
+DEFAULT_SPACE: dict[str, dict[str, Any]] = {
+    "learning_rate": {"type": "log", "low": 2e-5, "high": 3e-4},
+    "gamma": {"type": "float", "low": 0.5, "high": 3.0},
+    "prior_init": {"type": "categorical", "choices": [True, False]},
+    "ce_warmup_epochs": {"type": "categorical", "choices": [0.0, 0.1, 0.5]},
+    "alpha": {"type": "categorical", "choices": [None, 0.75, "auto"]},
+    "loss": {"type": "categorical", "choices": ["focal", "focal_adaptive", "ce"]},
+}
+SPACE_TYPES = ("float", "log", "int", "categorical")
+
+
+def check_space(space: Any, known: set[str], where: str = "search space") -> dict[str, dict[str, Any]]:
+    """Validate a search space mapping ``option -> {type, low, high | choices}``.
+
+    Raises:
+        ValueError: naming the option and what it expects.
+    """
+    if not isinstance(space, dict) or not space:
+        raise ValueError(
+            f"{where}: expected a mapping of option: {{type, low, high | choices}}, got {space!r}"
+        )
+    for name, spec in space.items():
+        if name not in known:
+            raise ValueError(f"{where}: {name!r} is not a training option")
+        if not isinstance(spec, dict) or spec.get("type") not in SPACE_TYPES:
+            raise ValueError(f"{where}: {name}: expected type one of {', '.join(SPACE_TYPES)}, got {spec!r}")
+        if spec["type"] == "categorical":
+            if not isinstance(spec.get("choices"), list) or not spec["choices"]:
+                raise ValueError(f"{where}: {name}: expected a non-empty list of choices")
+            continue
+        low, high = spec.get("low"), spec.get("high")
+        if not (_is_number(low) and _is_number(high)):
+            raise ValueError(f"{where}: {name}: expected numbers low and high, got {low!r}, {high!r}")
+        assert isinstance(low, (int, float)) and isinstance(high, (int, float))  # for mypy
+        if not low < high or (spec["type"] == "log" and low <= 0):
+            raise ValueError(f"{where}: {name}: expected 0 < low < high for log, low < high otherwise")
+    return space
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def load_space(path: str | None, known: set[str]) -> dict[str, dict[str, Any]]:
+    """The default space, or the YAML file ``path`` (checked)."""
+    if path is None:
+        return DEFAULT_SPACE
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: search space file not found")
+    try:
+        space = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{file}: invalid YAML: {err}") from None
+    return check_space(space, known, str(file))
+
+
+def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One trial's settings from the space (optuna's ``suggest_*``)."""
+    values: dict[str, Any] = {}
+    for name, spec in space.items():
+        if spec["type"] == "categorical":
+            # optuna stores categorical choices as they are; None and mixed types are allowed
+            values[name] = trial.suggest_categorical(name, spec["choices"])
+        elif spec["type"] == "int":
+            values[name] = trial.suggest_int(name, int(spec["low"]), int(spec["high"]))
+        else:
+            values[name] = trial.suggest_float(name, spec["low"], spec["high"], log=spec["type"] == "log")
+    return values
+
+
+def _flags(values: dict[str, Any]) -> list[str]:
+    flags = []
+    for name, value in values.items():
+        flags += [f"--{name}", "none" if value is None else str(value)]
+    return flags
+
+
+def tune(
+    argv: list[str],
+    trials: int,
+    output_dir: str | Path,
+    *,
+    space_file: str | None = None,
+    patience: int = 2,
+    seed: int = 0,
+) -> Any:
+    """Run (or resume) the study until it holds ``trials`` finished trials; returns the optuna study.
+
+    Args:
+        argv: ``[CONFIG.yaml] [--flag value ...]`` as for ``nerfocal train`` (the base of every trial).
+        trials: finished trials wanted in all (the ones already in the study count).
+        output_dir: where the study, the table, the best config and the trial folders go.
+        space_file: a YAML search space; default :data:`DEFAULT_SPACE`.
+        patience: early stopping patience of every trial (unless the base config sets one).
+    """
+    try:
+        import optuna
+    except ImportError:
+        raise ValueError("nerfocal tune needs optuna: pip install 'nerfocal[tune]'") from None
+
+    from nerfocal.config import build_parser, parse_config
+    from nerfocal.training import train
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    known = {a.dest for a in build_parser()._actions}
+    space = load_space(space_file, known)
+    base = parse_config(list(argv))
+    if not base[1].validation_file and not base[1].dataset_name and not base[1].dataset_path:
+        raise ValueError("nerfocal tune: needs a development set (validation_file): trials are chosen on it")
+    extra = [] if base[3].early_stopping_patience else ["--early_stopping_patience", str(patience)]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name="nerfocal",
+        storage=f"sqlite:///{out / 'study.db'}",
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        load_if_exists=True,
+    )
+
+    def objective(trial: Any) -> float:
+        values = suggest(trial, space)
+        folder = out / f"trial-{trial.number}"
+        shutil.rmtree(folder, ignore_errors=True)  # a trial interrupted earlier starts afresh
+        configs = parse_config([*argv, *extra, *_flags(values), "--output_dir", str(folder)])
+        configs[1].test_file = None  # trials never read the test set
+        result = train(*configs)
+        if result.status != 0 or not result.metrics or "validation" not in result.metrics:
+            raise RuntimeError(f"trial {trial.number} stopped (status {result.status})")
+        trial.set_user_attr("best_epoch", result.metrics["train"].get("best_epoch"))
+        for weights in [*folder.glob("checkpoint-*"), *folder.glob("*.safetensors")]:
+            shutil.rmtree(weights) if weights.is_dir() else weights.unlink()
+        return float(result.metrics["validation"]["f1"])
+
+    done = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE)
+    if done < trials:
+        study.optimize(objective, n_trials=trials - done, catch=(RuntimeError,))
+    write_outputs(study, out, argv)
+    return study
+
+
+def write_outputs(study: Any, out: Path, argv: list[str]) -> None:
+    """``trials.md``, ``best.yaml`` and ``trials.png`` from the finished trials."""
+    import optuna
+    import yaml
+
+    from nerfocal.io import write_text
+
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not finished:
+        raise ValueError(f"{out}: no finished trial to report")
+    ranked = sorted(finished, key=lambda t: t.value, reverse=True)
+    names = list(ranked[0].params)
+    lines = [
+        f"# nerfocal tune: {len(finished)} trials, sorted by dev entity F1 (the test set is never used)",
+        "",
+        "| rank | trial | dev F1 | best epoch | " + " | ".join(names) + " |",
+        "|---|---|---|---|" + "---|" * len(names),
+    ]
+    for rank, t in enumerate(ranked, 1):
+        cells = " | ".join(f"{t.params.get(n)!s}" for n in names)
+        epoch = t.user_attrs.get("best_epoch")
+        lines.append(
+            f"| {rank} | {t.number} | {100 * t.value:.2f} | {epoch if epoch is not None else ''} | {cells} |"
+        )
+    write_text(out / "trials.md", "\n".join(lines) + "\n")
+    best = ranked[0]
+    config = yaml.safe_load(
+        (out / f"trial-{best.number}" / "nerfocal_config.yaml").read_text(encoding="utf-8")
+    )
+    from nerfocal.config import parse_config
+
+    base = parse_config(list(argv))
+    config["test_file"] = base[1].test_file
+    config["output_dir"] = str(out / "best")
+    for key in ("logging_dir", "resume_from_checkpoint"):
+        config.pop(key, None)
+    write_text(out / "best.yaml", yaml.safe_dump(config, sort_keys=False))
+    _plot(finished, out / "trials.png")
+
+
+def _plot(trials: list[Any], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("matplotlib is not installed: no trials.png (pip install 'nerfocal[plot]')")
+        return
+    from nerfocal.io import write_bytes
+    from nerfocal.report.plots import png_bytes
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    numbers = [t.number for t in trials]
+    values = [100 * t.value for t in trials]
+    ax.plot(numbers, values, "o", label="trial")
+    best = [max(values[: i + 1]) for i in range(len(values))]
+    ax.step(numbers, best, where="post", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("dev entity F1 (%)")
+    ax.set_title("nerfocal tune")
+    ax.legend()
+    fig.tight_layout()
+    write_bytes(path, png_bytes(fig))
+    plt.close(fig)

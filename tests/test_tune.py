@@ -1,0 +1,117 @@
+"""`nerfocal tune`: trials on dev only, a resumable study, the best config that `nerfocal train` takes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import SAMPLE, build_tiny_model
+
+import nerfocal.training
+from nerfocal.cli import main
+from nerfocal.config import parse_config
+
+optuna = pytest.importorskip("optuna", reason="the tune extra (pip install nerfocal[tune]) is not installed")
+
+SPACE = "learning_rate: {type: log, low: 1.0e-4, high: 3.0e-3}\ngamma: {type: float, low: 0.5, high: 3.0}\n"
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tune") / "encoder")
+
+
+def _argv(encoder: Path, tmp_path: Path, trials: int) -> list[str]:
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE, encoding="utf-8")
+    return [
+        "tune", "--trials", str(trials), "--study-dir", str(tmp_path / "study"), "--search-space", str(space),
+        "--model_name_or_path", str(encoder), "--train_file", str(SAMPLE / "train.conll"),
+        "--validation_file", str(SAMPLE / "dev.conll"), "--test_file", str(SAMPLE / "test.conll"),
+        "--max_train_samples", "32", "--num_train_epochs", "2", "--max_length", "64",
+        "--use_cpu", "true", "--disable_tqdm", "true", "--temperature_scaling", "false",
+    ]  # fmt: skip
+
+
+def test_tune_ranks_trials_on_dev_never_reads_test_and_writes_a_trainable_best_config(
+    encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen_test_files = []
+    real = nerfocal.training.train
+
+    def spy(model_cfg, data_cfg, loss_cfg, args):  # type: ignore[no-untyped-def]
+        seen_test_files.append(data_cfg.test_file)
+        assert args.early_stopping_patience == 2  # early stopping in every trial
+        return real(model_cfg, data_cfg, loss_cfg, args)
+
+    monkeypatch.setattr(nerfocal.training, "train", spy)
+    assert main(_argv(encoder, tmp_path, 2)) == 0
+    assert seen_test_files == [None, None]
+    study_dir = tmp_path / "study"
+    table = (study_dir / "trials.md").read_text(encoding="utf-8")
+    rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    f1 = [float(row.split("|")[3]) for row in rows]
+    assert len(rows) == 2 and f1 == sorted(f1, reverse=True)
+    assert not any(
+        (study_dir / f"trial-{k}" / "eval_results.json").read_text().count('"test"') for k in (0, 1)
+    )
+    best = yaml.safe_load((study_dir / "best.yaml").read_text(encoding="utf-8"))
+    assert best["test_file"] == str(SAMPLE / "test.conll")
+    _, _, loss_cfg, args = parse_config([str(study_dir / "best.yaml")])
+    study = optuna.load_study(study_name="nerfocal", storage=f"sqlite:///{study_dir / 'study.db'}")
+    assert loss_cfg.gamma == pytest.approx(study.best_trial.params["gamma"])
+    assert args.learning_rate == pytest.approx(study.best_trial.params["learning_rate"])
+    assert (study_dir / "trials.png").is_file()
+
+
+def test_an_interrupted_study_keeps_its_finished_trials_and_resumes(
+    encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = nerfocal.training.train
+    calls = []
+
+    def interrupt_second(*configs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*configs)
+
+    monkeypatch.setattr(nerfocal.training, "train", interrupt_second)
+    assert main(_argv(encoder, tmp_path, 3)) == 130
+    storage = f"sqlite:///{tmp_path / 'study' / 'study.db'}"
+    done = [
+        t for t in optuna.load_study(study_name="nerfocal", storage=storage).trials if t.value is not None
+    ]
+    assert len(done) == 1
+    monkeypatch.setattr(nerfocal.training, "train", real)
+    assert main(_argv(encoder, tmp_path, 2)) == 0  # one more trial: 2 finished in all
+    study = optuna.load_study(study_name="nerfocal", storage=storage)
+    assert sum(1 for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE) == 2
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ("gamma: {type: float, low: 3, high: 1}\n", "gamma: expected 0 < low < high"),
+        ("gama: {type: float, low: 0, high: 1}\n", "'gama' is not a training option"),
+        ("loss: {type: choice, choices: [ce]}\n", "loss: expected type one of"),
+        ("- 1\n", "expected a mapping"),
+    ],
+)
+def test_a_bad_search_space_is_a_one_line_error_naming_the_option(
+    space: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(space, encoding="utf-8")
+    data = ["--train_file", str(SAMPLE / "train.conll"), "--validation_file", str(SAMPLE / "dev.conll")]
+    argv = ["tune", "--search-space", str(path), "--study-dir", str(tmp_path / "s"), *data]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and str(path) in err
+
+
+def test_tune_without_a_dev_set_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["tune", "--study-dir", str(tmp_path / "s"), "--train_file", str(SAMPLE / "train.conll")]
+    assert main(argv) == 2
+    assert "needs a development set" in capsys.readouterr().err
