@@ -60,3 +60,18 @@ def test_training_writes_a_card_and_the_card_command_rewrites_it(tmp_path: Path)
     (out / "README.md").unlink()
     assert main(["card", "--model", str(out)]) == 0
     assert (out / "README.md").read_text(encoding="utf-8") == card
+
+
+def test_report_error_examples_are_highlighted_in_html_and_bracketed_in_markdown(tmp_path: Path) -> None:
+    from nerfocal.report import WordPredictions, write_report
+
+    tokens = [["Anna", "Nowak", "visited", "Kraków", "today"], ["The", "Vistula", "flows"]]
+    gold = [["B-PER", "I-PER", "O", "B-LOC", "O"], ["O", "B-LOC", "O"]]
+    pred = [["B-PER", "O", "O", "B-ORG", "O"], ["O", "O", "O"]]
+    words = WordPredictions(tokens, gold, pred, None)
+    write_report(tmp_path, words=words, source="gold.conll")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert page.count('class="nf-sbs"') >= 3  # wrong boundary, wrong type, missed
+    assert "Kraków" in page and "nf-wrong" in page
+    markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "nf-sbs" not in markdown and "`[Anna Nowak]PER visited [Kraków]LOC today`" in markdown

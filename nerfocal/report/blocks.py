@@ -55,7 +55,15 @@ class Code:
     summary: str = ""  # non-empty: folded under this summary
 
 
-Block = Heading | Text | Table | Image | Code
+@dataclass
+class Html:
+    """Markup for the HTML page (highlighted entities); Markdown shows ``fallback`` instead."""
+
+    html: str
+    fallback: Table
+
+
+Block = Heading | Text | Table | Image | Code | Html
 
 
 def build_blocks(
@@ -253,7 +261,9 @@ def _section_errors(words: WordPredictions | None, max_examples: int) -> list[Bl
             examples = [c for c in cases if c.kind == kind][:max_examples]
             if examples:
                 rows = [[_code(line) for line in error_example(words, c)] for c in examples]
-                blocks += [Heading(f"{kind} ({s['count']})", 3), Table(["gold", "predicted"], rows)]
+                table = Table(["gold", "predicted"], rows)
+                highlighted = "".join(_highlighted_example(words, c) for c in examples)
+                blocks += [Heading(f"{kind} ({s['count']})", 3), Html(highlighted, table)]
     else:
         blocks.append(_NO_WORDS)
     return blocks
@@ -277,6 +287,26 @@ class _Figures:
         except ValueError as err:  # nothing to draw, e.g. a run too short to log a loss
             return [Text(f"({alt}: {err})")]
         return [Image(f"{name}.png", alt, data)]
+
+
+def _highlighted_example(words: WordPredictions, case: Any, context: int = 4) -> str:
+    """Gold and predicted entities around one error, highlighted as ``nerfocal predict --output-format
+    html`` shows them (:func:`nerfocal.entities_html.side_by_side`)."""
+    from nerfocal.entities_html import side_by_side, tag_entities
+
+    involved = [s for s in (case.gold, case.pred) if s is not None]
+    tokens = words.tokens[case.sentence]
+    lo = max(0, min(s[1] for s in involved) - context)
+    hi = min(len(tokens), max(s[2] for s in involved) + context)
+    window = tokens[lo:hi]
+    gold = tag_entities(window, _clip(words.gold[case.sentence][lo:hi]))
+    pred = tag_entities(window, _clip(words.pred[case.sentence][lo:hi]))
+    return side_by_side(window, gold, pred)
+
+
+def _clip(tags: list[str]) -> list[str]:
+    """A window's tags: an entity cut by the window's left edge starts there (``I-X`` -> ``B-X``)."""
+    return [("B-" + t[2:]) if i == 0 and t.startswith(("I-", "E-")) else t for i, t in enumerate(tags)]
 
 
 def _code(text: str) -> str:

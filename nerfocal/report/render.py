@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import html
 
-from nerfocal.report.blocks import Block, Code, Heading, Image, Table, Text
+from nerfocal.entities_html import CSS as ENTITY_CSS
+from nerfocal.report.blocks import Block, Code, Heading, Html, Image, Table, Text
 
 _CSS = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; }
@@ -24,7 +25,7 @@ def render_html(blocks: list[Block]) -> str:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<title>{html.escape(title)}</title><style>{_CSS}{ENTITY_CSS}</style></head><body>",
     ]
     for block in blocks:
         if isinstance(block, Heading):
@@ -40,6 +41,8 @@ def render_html(blocks: list[Block]) -> str:
         elif isinstance(block, Image):
             data = base64.b64encode(block.data).decode("ascii")
             parts.append(f'<p><img alt="{html.escape(block.alt)}" src="data:image/png;base64,{data}"></p>')
+        elif isinstance(block, Html):
+            parts.append(block.html)
         elif isinstance(block, Code):
             pre = f"<pre>{html.escape(block.text)}</pre>"
             parts.append(
@@ -66,6 +69,12 @@ def render_markdown(blocks: list[Block], image_dir: str = "report") -> str:
             parts.append("\n".join(lines))
         elif isinstance(block, Image):
             parts.append(f"![{block.alt}]({image_dir}/{block.name})")
+        elif isinstance(block, Html):
+            table = block.fallback
+            lines = ["| " + " | ".join(_cell(h) for h in table.header) + " |"]
+            lines.append("|" + "---|" * len(table.header))
+            lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in table.rows]
+            parts.append("\n".join(lines))
         elif isinstance(block, Code):
             fenced = f"```\n{block.text.rstrip()}\n```"
             parts.append(
