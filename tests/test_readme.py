@@ -96,8 +96,16 @@ def test_every_readme_command_runs(tiny_run: Path, tmp_path: Path, monkeypatch: 
             assert rest[0] == "scripts/train_ner.py" and (ROOT / rest[0]).is_file()
             parse_config(rest[1:])
             seen.add("accelerate")
+        elif cmd[:2] == ["nerfocal", "tune"]:
+            # one trial of a tiny encoder, 1 epoch, in place of the README's budget
+            args = [a if a != "outputs/tune" else str(tmp_path / "tune") for a in cmd[2:]]
+            args = [*args, *_tiny_overrides(tiny_run, tmp_path / "tune-run")[:2], "--trials", "1"]
+            args += ["--num_train_epochs", "1", "--max_train_samples", "64", "--use_cpu", "true"]
+            assert main(["tune", *args]) == 0, cmd
+            seen.add("tune")
         elif cmd[:2] == ["nerfocal", "train"]:
             trained += 1
+            cmd = [str(tmp_path / "tune" / "best.yaml") if a == "outputs/tune/best.yaml" else a for a in cmd]
             args = [*cmd[2:], *_tiny_overrides(tiny_run, tmp_path / f"train{trained}")]
             if "../shared" in " ".join(cmd) and not (ROOT.parent / "shared" / "data").is_dir():
                 parse_config(args)
@@ -122,4 +130,5 @@ def test_every_readme_command_runs(tiny_run: Path, tmp_path: Path, monkeypatch: 
             assert (ROOT / cmd[1]).is_file(), cmd
         else:
             pytest.fail(f"README command not covered by this test: {cmd}")
-    assert {"scripts/demo.sh", "scripts/test.sh", "train", "predict", "evaluate", "accelerate"} <= seen
+    expected = {"scripts/demo.sh", "scripts/test.sh", "train", "predict", "evaluate", "accelerate", "tune"}
+    assert expected <= seen
