@@ -41,11 +41,6 @@ class NerData:
     def label2id(self) -> dict[str, int]:
         return {label: i for i, label in enumerate(self.label_list)}
 
-    def label_counts(self) -> list[int]:
-        """Word-level count of each label in the training split (the frequencies pi_c)."""
-        counts = Counter(t for s in self.sentences["train"] for t in s.tags or [])
-        return [counts.get(label, 0) for label in self.label_list]
-
 
 FILE_FORMATS = ("auto", "conll", "jsonl", "labelstudio", "doccano", "docbin", "hf")
 
