@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from helpers import make_trainer, sample_features, tiny_model
+from fixtures import make_trainer, sample_features, tiny_model
 
 from nerfocal.losses import focal_loss
 from nerfocal.trainer import LossDivergedError, find_classifier, init_classifier_bias
@@ -131,7 +131,7 @@ def test_prior_init_sets_bias_to_log_frequencies() -> None:
     with torch.no_grad():
         find_classifier(model).weight.zero_()
     probs = torch.softmax(find_classifier(model)(torch.randn(3, 32)), dim=-1)
-    assert abs(float(probs[0, 0]) - 0.8) < 1e-4
+    assert abs(float(probs[0, 0].detach()) - 0.8) < 1e-4
 
 
 def test_prior_init_rejects_wrong_count_length() -> None:
