@@ -175,7 +175,7 @@ def test_dataset_normalization_leaves_evaluation_a_per_token_mean(tmp_path) -> N
     step.model.eval()
     with torch.no_grad():
         got, expected = trainer.compute_loss(trainer.model, batch), step.compute_loss(step.model, batch)
-    assert float(got) == pytest.approx(float(expected))
+    assert float(got.detach()) == pytest.approx(float(expected.detach()))
     # batch 8 over 8 sentences: one step holds every labelled token
     assert trainer.mean_tokens_per_step() == sum(sum(y != -100 for y in f["labels"]) for f in features)
 
@@ -195,4 +195,4 @@ def test_dataset_normalization_without_a_sized_training_set_falls_back_to_the_st
     assert "needs a training set of known length" in caplog.text
     assert trainer.mean_tokens_per_step() is None
     expected = step.compute_loss(step.model, dict(batch), num_items_in_batch=None)
-    assert float(got) == pytest.approx(float(expected))
+    assert float(got.detach()) == pytest.approx(float(expected.detach()))
