@@ -23,8 +23,7 @@ from typing import Any
 
 import pytest
 import torch
-from _predict_fixtures import IOB2_LABELS, save_tiny_model
-from conftest import ROOT
+from fixtures import IOB2_LABELS, ROOT, save_tiny_model
 
 from nerfocal.cli import main as cli_main
 

@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from _predict_fixtures import IOB2_LABELS, save_tiny_model
 from _serve_helpers import free_port
-from conftest import ROOT
+from fixtures import IOB2_LABELS, ROOT, save_tiny_model
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
