@@ -43,4 +43,5 @@ def test_serve_command_answers_and_exits_cleanly_on_sigterm(tmp_path: Path) -> N
         assert over.json()["limit"] == "max_texts"
     finally:
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
+        output = process.communicate(timeout=60)[0]  # waits, and closes the pipe (else: ResourceWarning)
+    assert process.returncode == 0, output
