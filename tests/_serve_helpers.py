@@ -56,7 +56,7 @@ def start_server(model_dir: Path, *, timeout: float = 90.0, **options: Any) -> t
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}: {process.stdout.read()}")  # type: ignore[union-attr]
+            raise RuntimeError(f"server exited with {process.returncode}: {process.communicate()[0]}")
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                 return process, url
@@ -68,7 +68,9 @@ def start_server(model_dir: Path, *, timeout: float = 90.0, **options: Any) -> t
 
 
 def stop_server(process: subprocess.Popen) -> None:
-    """Kill the server if a test left it running."""
+    """Kill the server if a test left it running, and close its output pipe (else: ResourceWarning)."""
     if process.poll() is None:
         process.kill()
-        process.wait(timeout=30)
+    process.wait(timeout=30)
+    if process.stdout is not None:
+        process.stdout.close()

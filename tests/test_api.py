@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from fixtures import ROOT
 
 import nerfocal
 from nerfocal.cli import build_parser

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT
+from fixtures import ROOT
 
 PACKAGE = ROOT / "nerfocal"
 

@@ -12,7 +12,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-from conftest import LABELS, ROOT, SAMPLE, build_tiny_model
+from fixtures import LABELS, ROOT, SAMPLE, build_tiny_model
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 

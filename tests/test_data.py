@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import LABELS, SHARED_DATA
+from fixtures import LABELS, SHARED_DATA
 
 from nerfocal.config import DataConfig
 from nerfocal.conll import DataFormatError, Sentence, read_conll, read_jsonl
@@ -39,15 +39,6 @@ def test_label_all_tokens_turns_b_into_i_on_continuations(tiny_tokenizer) -> Non
     assert labels[0] == L2I["B-LOC"] and set(labels[1:]) == {L2I["I-LOC"]} and len(labels) > 1
 
 
-def test_words_with_no_subword_still_get_a_label(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
-    s = Sentence(["Anna", "\u200b", "\ufeff", "Novak"], ["B-PER", "O", "O", "B-PER"])
-    features, windows, stats = encode_sentences([s], tiny_tokenizer, L2I, max_length=32)
-    assert stats.empty_words == 2
-    assert len(windows[0].first_subwords) == 4
-    preds = [[L2I["O"]] * len(features[0]["input_ids"])]
-    assert len(word_predictions(windows, preds, [s], dict(enumerate(LABELS)))[0]) == 4
-
-
 def test_long_sentences_are_split_into_windows_that_cover_every_word(tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
     words = ["Novak", "met", "Berger", "in", "Lisbon"] * 20
     s = Sentence(words, ["B-PER", "O", "B-PER", "O", "B-LOC"] * 20)
@@ -69,30 +60,11 @@ def test_truncation_is_counted(tiny_tokenizer) -> None:  # type: ignore[no-untyp
     assert stats.truncated_sentences == 1 and stats.truncated_words == 100 - len(windows[0].first_subwords)
 
 
-def test_conll_reader_handles_docstart_tabs_crlf_bom_and_lone_tab_breaks(tmp_path: Path) -> None:
-    path = tmp_path / "x.conll"
-    path.write_bytes(
-        "\ufeff-DOCSTART- -X- O\r\n\r\nEU\tNNP I-ORG \r\nrejects VBZ O\r\n\t\r\nPeter NNP I-PER\r\n".encode()
-    )
-    sentences = list(read_conll(path))
-    assert [s.tokens for s in sentences] == [["EU", "rejects"], ["Peter"]]
-    assert [s.tags for s in sentences] == [["I-ORG", "O"], ["I-PER"]]
-    assert sentences[1].line == 6
-
-
 def test_conll_reader_names_file_and_line_for_a_wrong_column_count(tmp_path: Path) -> None:
     path = tmp_path / "bad.conll"
     path.write_text("EU NNP B-ORG\nrejects O\n", encoding="utf-8")
     with pytest.raises(DataFormatError, match=r"bad.conll:2: expected 3 columns"):
         list(read_conll(path))
-
-
-def test_conll_reader_says_which_encoding_to_pass(tmp_path: Path) -> None:
-    path = tmp_path / "latin.conll"
-    path.write_bytes("Zürich B-LOC\n".encode("latin-1"))
-    with pytest.raises(DataFormatError, match=r"latin.conll:1: .*--encoding"):
-        list(read_conll(path))
-    assert next(read_conll(path, encoding="latin-1")).tokens == ["Zürich"]
 
 
 def test_jsonl_reader_validates_records(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SAMPLE, build_tiny_model
+from fixtures import SAMPLE, build_tiny_model
 from safetensors.torch import load_file
 
 import nerfocal.evaluate

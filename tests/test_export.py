@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _predict_fixtures import BIOES_LABELS, save_tiny_model
+from fixtures import BIOES_LABELS, save_tiny_model
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install nerfocal[onnx])")
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install nerfocal[onnx])")

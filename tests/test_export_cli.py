@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from _predict_fixtures import IOB2_LABELS, save_tiny_model
+from fixtures import IOB2_LABELS, save_tiny_model
 
 from nerfocal.cli import main
 

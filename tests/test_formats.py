@@ -276,7 +276,7 @@ def test_a_conll_token_with_whitespace_cannot_be_written(tmp_path: Path) -> None
 
 
 def test_the_examples_in_docs_formats_md_are_true(tmp_path: Path) -> None:
-    from conftest import ROOT
+    from fixtures import ROOT
 
     doc = (ROOT / "docs" / "formats.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```json\n(.*?)```", doc, re.S)

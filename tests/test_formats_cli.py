@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import build_tiny_model
+from fixtures import build_tiny_model
 from test_formats import label_studio_export
 
 from nerfocal.cli import main as cli_main

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SAMPLE
+from fixtures import SAMPLE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

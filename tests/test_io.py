@@ -23,8 +23,7 @@ from typing import Any
 
 import pytest
 import torch
-from _predict_fixtures import IOB2_LABELS, save_tiny_model
-from conftest import ROOT
+from fixtures import IOB2_LABELS, ROOT, save_tiny_model
 
 from nerfocal.cli import main as cli_main
 
@@ -210,20 +209,22 @@ def test_a_signal_during_predict_is_one_line_and_leaves_no_temporary(
     out.write_text("previous\n", encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     argv = [sys.executable, "-m", "nerfocal.cli", *predict(model_dir, "-", out, "--chunk-size", "16")]
-    child = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
-    assert child.stdin is not None
-    try:
-        child.stdin.write(b"Angela Merkel visited Paris in June .\n" * 400)
-        child.stdin.flush()  # stdin stays open: predict is mid-run, waiting for more
-        deadline = time.monotonic() + 120
-        while not any(p.stat().st_size for p in tmp_path.glob(".out.jsonl.*.tmp")):
-            assert child.poll() is None and time.monotonic() < deadline, "no partial output appeared"
-            time.sleep(0.1)
-        child.send_signal(signum)
-        _, err = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
+    # the with block closes the pipes whatever happens (else: ResourceWarning)
+    pipes: dict[str, Any] = dict(stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    with subprocess.Popen(argv, env=env, cwd=tmp_path, **pipes) as child:
+        assert child.stdin is not None
+        try:
+            child.stdin.write(b"Angela Merkel visited Paris in June .\n" * 400)
+            child.stdin.flush()  # stdin stays open: predict is mid-run, waiting for more
+            deadline = time.monotonic() + 120
+            while not any(p.stat().st_size for p in tmp_path.glob(".out.jsonl.*.tmp")):
+                assert child.poll() is None and time.monotonic() < deadline, "no partial output appeared"
+                time.sleep(0.1)
+            child.send_signal(signum)
+            _, err = child.communicate(timeout=60)
+        finally:
+            if child.poll() is None:
+                child.kill()
     assert child.returncode == status
     line = one_line(err.decode("utf-8"))
     assert signal.Signals(signum).name in line

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import sample_features, tiny_model
+from fixtures import sample_features, tiny_model
 
 from nerfocal.metrics import (
     calibration_metrics,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLE, build_tiny_model
+from fixtures import SAMPLE, build_tiny_model
 
 from nerfocal.cli import main as cli_main
 from nerfocal.report import (
@@ -251,7 +251,7 @@ def test_report_command_rebuilds_into_another_folder(run_dir: Path, tmp_path: Pa
 
 
 def test_report_of_a_model_directory_predicts_the_data_file(tmp_path: Path) -> None:
-    from _predict_fixtures import fit_tiny_model, save_tiny_model
+    from fixtures import fit_tiny_model, save_tiny_model
 
     from nerfocal.conll import read_conll
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import torch
-from _predict_fixtures import BIOES_LABELS, IOB2_LABELS, build_tokenizer, fit_tiny_model, save_tiny_model
+from fixtures import BIOES_LABELS, IOB2_LABELS, build_uncased_tokenizer, fit_tiny_model, save_tiny_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import BertConfig
@@ -115,7 +115,7 @@ def test_entity_offsets_hold_with_a_pattern_that_keeps_zero_width_characters(pre
 
 
 def test_words_with_no_subword_are_predicted_from_the_unknown_token() -> None:
-    tokenizer = build_tokenizer()
+    tokenizer = build_uncased_tokenizer()
     model = BagModel(len(tokenizer), IOB2_LABELS, max_length=512)
     predictor = Predictor(model, tokenizer, device="cpu", decode="argmax")
     words = ["Paris", "\u200b", "\ufeff", "\x07", "Berlin"]
@@ -155,7 +155,7 @@ def test_document_three_times_max_length_gets_exactly_one_tag_per_word(predictor
 
 @pytest.mark.parametrize("decode", ["argmax", "viterbi"])
 def test_windowed_prediction_reads_each_word_at_its_first_subword(decode: str) -> None:
-    tokenizer = build_tokenizer()
+    tokenizer = build_uncased_tokenizer()
     model = BagModel(len(tokenizer), IOB2_LABELS, max_length=512)
     words = [*WORDS, "Zoë", "Müller", "\u200b", "don't", "delegation"] * 7
     docs = [Document(words), Document(words[:5]), Document([])]

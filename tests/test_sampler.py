@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import LABELS
-from helpers import tiny_model
+from fixtures import LABELS, tiny_model
 from transformers import TrainingArguments
 from transformers.trainer_pt_utils import get_length_grouped_indices
 

@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import ROOT, SAMPLE, build_tokenizer
-from helpers import tiny_model
+from fixtures import ROOT, SAMPLE, build_tokenizer, tiny_model
 
 from nerfocal.cli.train import main as train_main
 from nerfocal.resume import StopOnSignal, resolve_resume_checkpoint

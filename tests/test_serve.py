@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
-from _predict_fixtures import IOB2_LABELS, save_tiny_model
 from _serve_helpers import ROOT, start_server, stop_server
 from fastapi.testclient import TestClient
+from fixtures import IOB2_LABELS, save_tiny_model
 
 from nerfocal import __version__
 from nerfocal.cli import predict as cli_predict

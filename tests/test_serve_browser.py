@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _predict_fixtures import IOB2_LABELS, save_tiny_model
 from _serve_helpers import start_server, stop_server
+from fixtures import IOB2_LABELS, save_tiny_model
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

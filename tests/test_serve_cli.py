@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from _predict_fixtures import IOB2_LABELS, save_tiny_model
 from _serve_helpers import free_port
-from conftest import ROOT
+from fixtures import IOB2_LABELS, ROOT, save_tiny_model
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
@@ -44,4 +43,5 @@ def test_serve_command_answers_and_exits_cleanly_on_sigterm(tmp_path: Path) -> N
         assert over.json()["limit"] == "max_texts"
     finally:
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
+        output = process.communicate(timeout=60)[0]  # waits, and closes the pipe (else: ResourceWarning)
+    assert process.returncode == 0, output

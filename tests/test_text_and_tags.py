@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from _predict_fixtures import BIOES_LABELS, save_tiny_model
+from fixtures import BIOES_LABELS, save_tiny_model
 
 from nerfocal.cli import main as cli_main
 from nerfocal.config import DataConfig, parse_config

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SAMPLE, build_tiny_model
+from fixtures import ROOT, SAMPLE, build_tiny_model
 
 from nerfocal.cli import main as cli_main
 

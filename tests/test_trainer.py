@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from helpers import make_trainer, sample_features, tiny_model
+from fixtures import make_trainer, sample_features, tiny_model
 
 from nerfocal.losses import focal_loss
 from nerfocal.trainer import LossDivergedError, find_classifier, init_classifier_bias
@@ -131,7 +131,7 @@ def test_prior_init_sets_bias_to_log_frequencies() -> None:
     with torch.no_grad():
         find_classifier(model).weight.zero_()
     probs = torch.softmax(find_classifier(model)(torch.randn(3, 32)), dim=-1)
-    assert abs(float(probs[0, 0]) - 0.8) < 1e-4
+    assert abs(float(probs[0, 0].detach()) - 0.8) < 1e-4
 
 
 def test_prior_init_rejects_wrong_count_length() -> None:
@@ -175,7 +175,7 @@ def test_dataset_normalization_leaves_evaluation_a_per_token_mean(tmp_path) -> N
     step.model.eval()
     with torch.no_grad():
         got, expected = trainer.compute_loss(trainer.model, batch), step.compute_loss(step.model, batch)
-    assert float(got) == pytest.approx(float(expected))
+    assert float(got.detach()) == pytest.approx(float(expected.detach()))
     # batch 8 over 8 sentences: one step holds every labelled token
     assert trainer.mean_tokens_per_step() == sum(sum(y != -100 for y in f["labels"]) for f in features)
 
@@ -195,4 +195,4 @@ def test_dataset_normalization_without_a_sized_training_set_falls_back_to_the_st
     assert "needs a training set of known length" in caplog.text
     assert trainer.mean_tokens_per_step() is None
     expected = step.compute_loss(step.model, dict(batch), num_items_in_batch=None)
-    assert float(got) == pytest.approx(float(expected))
+    assert float(got.detach()) == pytest.approx(float(expected.detach()))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _predict_fixtures import IOB2_LABELS, save_tiny_model
+from fixtures import IOB2_LABELS, save_tiny_model
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from nerfocal.conll import Sentence
