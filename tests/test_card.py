@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import pytest
 import yaml
-from conftest import ROOT, SAMPLE, build_tiny_model
+from fixtures import ROOT, SAMPLE, build_tiny_model
 
 from nerfocal.card import base_model_id, write_model_card
 from nerfocal.hub import push_run, upload_folder_contents

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import SAMPLE, build_tokenizer
+from fixtures import SAMPLE, build_tokenizer
 
 from nerfocal.config import parse_config
 from nerfocal.training import feature_label_counts, prepare_data

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import make_trainer, sample_features
+from fixtures import make_trainer, sample_features
 
 from nerfocal.config import LossConfig
 from nerfocal.tracking import add_loss_schedule_callback, schedule_scalars

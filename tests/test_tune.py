@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SAMPLE, build_tiny_model
+from fixtures import SAMPLE, build_tiny_model
 
 import nerfocal.training
 from nerfocal.cli import main

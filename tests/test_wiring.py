@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _predict_fixtures import IOB2_LABELS, save_tiny_model
+from fixtures import IOB2_LABELS, save_tiny_model
 
 from nerfocal.cli import main
 
@@ -44,7 +44,7 @@ def test_evaluate_hf_output_has_the_evaluate_seqeval_shape(model_dir: Path, tmp_
 
 
 def test_training_writes_a_card_and_the_card_command_rewrites_it(tmp_path: Path) -> None:
-    from conftest import SAMPLE, build_tiny_model
+    from fixtures import SAMPLE, build_tiny_model
 
     encoder = build_tiny_model(tmp_path / "encoder")
     out = tmp_path / "run"
