@@ -20,7 +20,7 @@ import io
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
@@ -100,7 +100,7 @@ def _init_worker(load_predictor: Callable[[], Predictor], threads: int) -> None:
         torch.set_num_threads(threads)
         hf_logging.disable_progress_bar()
         _PREDICTOR = load_predictor()
-    except Exception as err:  # noqa: BLE001 - passed to the parent by _ready / _predict_chunk
+    except Exception as err:
         _INIT_ERROR = err
 
 
@@ -124,7 +124,7 @@ def _result(future: concurrent.futures.Future[Any], where: str) -> Any:
         raise
     except BrokenProcessPool:
         raise WorkerError(f"{where} not written: a worker process died (killed, or out of memory?)") from None
-    except Exception as err:  # noqa: BLE001 - an unexpected error in a worker: one line, not its traceback
+    except Exception as err:
         message = " ".join(str(err).split())
         raise WorkerError(f"{where}: a worker failed: {type(err).__name__}: {message}") from None
 
@@ -139,7 +139,7 @@ def predict_in_processes(
     chunk_size: int = 2048,
     chunk_words: int = 200_000,
     threads: int | None = None,
-) -> Iterator[tuple[int, str]]:
+) -> Generator[tuple[int, str], None, None]:
     """Predict ``documents`` in ``num_workers`` spawned processes; yields ``(documents, text)`` per chunk,
     in input order, ``text`` being that chunk's output in ``output_format``.
 
