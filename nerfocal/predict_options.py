@@ -70,14 +70,14 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="DIR", help="model directory written by training")
 
 
-def predictor_from_args(args: argparse.Namespace, **kwargs: Any) -> Any:
-    """A :class:`nerfocal.predict.Predictor` from the shared options."""
-    from transformers.utils import logging as hf_logging
+def predictor_loader(args: argparse.Namespace, **kwargs: Any) -> Any:
+    """A picklable callable that builds the Predictor of the shared options (for worker processes)."""
+    import functools
 
     from nerfocal.predict import Predictor
 
-    hf_logging.disable_progress_bar()
-    return Predictor.from_pretrained(
+    return functools.partial(
+        Predictor.from_pretrained,
         args.model,
         trust_remote_code=args.trust_remote_code,
         device=args.device,
@@ -90,3 +90,11 @@ def predictor_from_args(args: argparse.Namespace, **kwargs: Any) -> Any:
         backend=args.backend,
         **kwargs,
     )
+
+
+def predictor_from_args(args: argparse.Namespace, **kwargs: Any) -> Any:
+    """A :class:`nerfocal.predict.Predictor` from the shared options."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    return predictor_loader(args, **kwargs)()

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from nerfocal.documents import INPUT_FORMATS, OUTPUT_FORMATS
 from nerfocal.predict_options import add_model_argument, add_model_arguments
+
+if TYPE_CHECKING:
+    from nerfocal.predict import Document
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--chunk-size", type=int, default=2048, help="documents buffered and sorted together (default 2048)"
     )
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes on this machine, each with its own copy of the model (default 1); the output "
+        "is the same, in input order. Several GPUs or machines: see docs/predict.md, Many processes",
+    )
     add_model_arguments(parser, default_decode="viterbi")
 
 
@@ -64,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     from nerfocal.io import check_not_input, text_encoding
     from nerfocal.predict_options import predictor_from_args
 
+    if args.num_workers < 1:
+        raise ValueError(f"--num-workers: expected a positive number of processes, got {args.num_workers}")
     documents = read_documents(args.input, args.input_format, args.encoding, args.split_pattern)
     text_encoding(args.encoding)  # fail before loading the model
     total = None
@@ -71,7 +86,6 @@ def run(args: argparse.Namespace) -> int:
         check_input(args.input)
         check_not_input(args.output, args.input)
         total = None if args.quiet else count_documents(args.input, args.input_format, args.encoding)
-    predictor = predictor_from_args(args, split_pattern=args.split_pattern, chunk_size=args.chunk_size)
     progress = tqdm(
         desc="predict",
         total=total,
@@ -80,9 +94,47 @@ def run(args: argparse.Namespace) -> int:
         disable=args.quiet or args.input == "-",
         dynamic_ncols=True,
     )
+    title = f"nerfocal predict: {args.input}"
+    if args.num_workers > 1:
+        return _run_in_processes(args, documents, progress, title)
+    predictor = predictor_from_args(args, split_pattern=args.split_pattern, chunk_size=args.chunk_size)
     with progress, open_output(args.output) as handle:
         predictions = predictor.predict_documents(documents)
-        title = f"nerfocal predict: {args.input}"
         for _ in write_predictions(handle, predictions, args.output_format, args.word_tags, title):
             progress.update()
+    return 0
+
+
+def _run_in_processes(
+    args: argparse.Namespace, documents: Iterable[Document], progress: Any, title: str
+) -> int:
+    from nerfocal.documents import open_output
+    from nerfocal.entities_html import PAGE_END, page_start
+    from nerfocal.predict_options import predictor_loader
+    from nerfocal.predict_workers import WorkerError, predict_in_processes
+
+    load = predictor_loader(args, split_pattern=args.split_pattern, chunk_size=args.chunk_size)
+    chunks = predict_in_processes(
+        documents,
+        load,
+        num_workers=args.num_workers,
+        output_format=args.output_format,
+        word_tags=args.word_tags,
+        chunk_size=args.chunk_size,
+    )
+    try:
+        with progress, open_output(args.output) as handle:
+            html = args.output_format == "html"
+            if html:  # the page around the records, as write_predictions writes it
+                handle.write(page_start(title))
+            for count, text in chunks:
+                handle.write(text)
+                progress.update(count)
+            if html:
+                handle.write(PAGE_END)
+    except WorkerError as err:
+        print(f"nerfocal predict: error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        chunks.close()  # stops the worker processes
     return 0
