@@ -58,7 +58,6 @@ def _predict(model_dir: Path, source: Path, out: Path, *options: str) -> int:
         ("text", "jsonl", ["--word-tags"]),
         ("jsonl", "html", []),
         ("conll", "conll", []),
-        ("jsonl", "conll", []),
     ],
 )
 def test_two_workers_write_the_same_bytes_as_one_process(
