@@ -15,7 +15,9 @@ How the loss is normalised (read against transformers 5.x ``Trainer.training_ste
   accumulation argument is unchanged. ``loss_is_scaled_for_ga = True`` tells ``training_step`` not
   to divide by the accumulation steps again.
 * With N processes, DDP averages gradients, so each process multiplies its share by N: N processes x
-  batch b equals 1 process x batch N*b.
+  batch b equals 1 process x batch N*b. When the training set is not a multiple of N x b, accelerate
+  pads the last batch of an epoch with repeats of its first examples; their labels are ignored
+  (:meth:`FocalLossTrainer.get_batch_samples`), so the equality holds at that step too.
 
 The loss is normalised in exactly this one place; the loss functions are called with ``reduction="sum"``.
 
@@ -30,19 +32,27 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import SequentialSampler
 from transformers import Trainer
-from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from nerfocal.config import LENGTH_GROUP_ORDERS
 from nerfocal.losses import IGNORE_INDEX, compute_loss, loss_params, resolve_alpha
+from nerfocal.sampler import EpochLengthGroupedSampler
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "EpochLengthGroupedSampler",
+    "FocalLossTrainer",
+    "LossDivergedError",
+    "find_classifier",
+    "init_classifier_bias",
+]
 
 
 class LossDivergedError(RuntimeError):
@@ -188,6 +198,43 @@ class FocalLossTrainer(Trainer):
             return SequentialSampler(eval_dataset)
         return None  # accelerate shards in order; gather_for_metrics restores it and drops padding rows
 
+    def get_batch_samples(
+        self, epoch_iterator: Iterator[dict[str, Any]], num_batches: int, device: torch.device
+    ) -> tuple[list[dict[str, Any]], torch.Tensor | int | None]:
+        """Trainer's micro-batches of one optimizer step; the rows accelerate repeats leave the loss.
+
+        With N processes and a training set that is not a multiple of N x the per-device batch,
+        accelerate's ``even_batches`` fills the last batch of the epoch with the epoch's first examples,
+        so that every process runs the same number of steps (fewer batches on one process would hang
+        DDP). Those repeats get ``IGNORE_INDEX`` labels here, before Trainer counts the step's labels, so
+        they add neither to the loss nor to ``num_items_in_batch``: N processes x batch b then equal
+        1 process x batch N*b also at the last step of an epoch.
+        """
+        batches = []
+        for _ in range(num_batches):
+            try:
+                batches.append(self._without_repeats(next(epoch_iterator)))
+            except StopIteration:
+                break
+        return batches, self._get_num_items_in_batch(batches, device)
+
+    def _without_repeats(self, batch: dict[str, Any]) -> dict[str, Any]:
+        accelerator = self.accelerator
+        state = accelerator.gradient_state
+        if accelerator.num_processes <= 1 or not state.end_of_dataloader or "labels" not in batch:
+            return batch
+        if state.remainder <= 0 or not accelerator.even_batches or accelerator.split_batches:
+            return batch  # no padding, or padding this does not undo (dispatched / split batches)
+        # the last round of batches, read across processes in rank order, holds the `remainder` real rows
+        # first (accelerate deals consecutive batches to the processes in turn), then the repeats
+        labels = batch["labels"]  # [B, S]
+        keep = max(0, state.remainder - accelerator.process_index * self.args.train_batch_size)
+        if keep >= labels.shape[0]:
+            return batch
+        labels = labels.clone()
+        labels[keep:] = IGNORE_INDEX
+        return {**batch, "labels": labels}
+
     def compute_loss(
         self,
         model: nn.Module,
@@ -277,69 +324,6 @@ class FocalLossTrainer(Trainer):
                 os.replace(os.path.join(staging, name), target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-
-
-class EpochLengthGroupedSampler(LengthGroupedSampler):
-    """``LengthGroupedSampler`` whose shuffle depends only on ``seed + epoch``.
-
-    Every process draws the same order, and a run resumed in epoch ``e`` draws the order the
-    uninterrupted run drew in epoch ``e`` (transformers' sampler uses the global RNG, which by then
-    has moved on by an amount a resumed run does not know).
-
-    transformers' grouping shuffles the examples, cuts them into mega-batches of ``group_steps``
-    batches (default: 50, or fewer so that there are at least 4) and sorts each mega-batch by length,
-    longest first; training then walks every mega-batch from its longest batch to its shortest
-    (``order="sorted"``, the default). ``order="shuffled"`` keeps the same batches, so the same
-    padding, and visits them in random order, the batch with the longest example still first (an
-    out-of-memory error comes at the first step) and a short last batch still last. On CoNLL-2003
-    the order made no difference to F1 (docs/benchmarks.md).
-
-    Args:
-        batch_size: indices are grouped into batches of this size (the examples of one optimizer step:
-            per-device batch x accumulation steps x processes).
-        lengths: length of every example.
-        seed: base seed (``data_seed`` or ``seed``).
-        epoch: returns the current epoch (0-based) when an epoch's order is drawn.
-        order: ``"shuffled"`` or ``"sorted"`` (see above).
-        group_steps: batches per mega-batch; None for transformers' default.
-    """
-
-    def __init__(
-        self,
-        batch_size: int,
-        lengths: Sequence[int],
-        seed: int,
-        epoch: Callable[[], int],
-        order: str = "sorted",
-        group_steps: int | None = None,
-    ) -> None:
-        if order not in LENGTH_GROUP_ORDERS:
-            accepted = ", ".join(LENGTH_GROUP_ORDERS)
-            raise ValueError(f"length_group_order: expected one of {accepted}, got {order!r}")
-        if group_steps is not None and group_steps < 1:
-            raise ValueError(f"length_group_steps: expected an integer >= 1, got {group_steps!r}")
-        super().__init__(batch_size, lengths=list(lengths))
-        self.seed = int(seed)
-        self.epoch = epoch
-        self.order = order
-        self.group_steps = group_steps
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator()
-        generator.manual_seed(self.seed + self.epoch())
-        indices = get_length_grouped_indices(
-            self.lengths, self.batch_size, mega_batch_mult=self.group_steps, generator=generator
-        )
-        if self.order == "sorted" or len(indices) <= 2 * self.batch_size:
-            return iter(indices)
-        size = self.batch_size
-        batches = [indices[i : i + size] for i in range(0, len(indices), size)]
-        # The first batch holds the longest example (transformers puts it there) and stays first; a short
-        # last batch stays last, or every later batch would straddle two groups (and two optimizer steps).
-        tail = len(batches) - 1 if len(batches[-1]) < size else len(batches)
-        middle = batches[1:tail]
-        shuffled = [middle[i] for i in torch.randperm(len(middle), generator=generator).tolist()]
-        return iter([i for batch in (*batches[:1], *shuffled, *batches[tail:]) for i in batch])
 
 
 def find_classifier(model: nn.Module) -> nn.Linear:
