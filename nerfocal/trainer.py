@@ -15,7 +15,9 @@ How the loss is normalised (read against transformers 5.x ``Trainer.training_ste
   accumulation argument is unchanged. ``loss_is_scaled_for_ga = True`` tells ``training_step`` not
   to divide by the accumulation steps again.
 * With N processes, DDP averages gradients, so each process multiplies its share by N: N processes x
-  batch b equals 1 process x batch N*b.
+  batch b equals 1 process x batch N*b. When the training set is not a multiple of N x b, accelerate
+  pads the last batch of an epoch with repeats of its first examples; their labels are ignored
+  (:meth:`FocalLossTrainer.get_batch_samples`), so the equality holds at that step too.
 
 The loss is normalised in exactly this one place; the loss functions are called with ``reduction="sum"``.
 
@@ -28,21 +30,34 @@ uninterrupted one in every epoch, and N processes x batch b the batches of 1 pro
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import SequentialSampler
 from transformers import Trainer
-from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from nerfocal.config import LENGTH_GROUP_ORDERS
 from nerfocal.losses import IGNORE_INDEX, compute_loss, loss_params, resolve_alpha
+from nerfocal.prior_init import find_classifier, init_classifier_bias
+from nerfocal.sampler import EpochLengthGroupedSampler
 
 logger = logging.getLogger(__name__)
+
+TRAIN_LOSS_FILE = "nerfocal_train_loss.json"  # in each checkpoint-N: the summed step losses so far
+
+__all__ = [
+    "EpochLengthGroupedSampler",
+    "FocalLossTrainer",
+    "LossDivergedError",
+    "find_classifier",
+    "init_classifier_bias",
+]
 
 
 class LossDivergedError(RuntimeError):
@@ -101,9 +116,11 @@ class FocalLossTrainer(Trainer):
     def mean_tokens_per_step(self) -> float | None:
         """Mean labelled tokens of an optimizer step over the training set (``loss_normalization="dataset"``).
 
-        A step holds per-device batch x accumulation steps x processes examples. Dividing every step's
-        summed loss by this constant makes the mean of the step losses over an epoch the mean over its
-        tokens, and gives a step of average size the loss it gets with ``"step"`` normalisation.
+        The labelled tokens of the training set divided by the optimizer steps of an epoch (a step holds
+        per-device batch x accumulation steps x processes examples; the last one may be short). Dividing
+        every step's summed loss by this constant makes the mean of the step losses over an epoch (the
+        logged ``train_loss`` of whole epochs) the mean over its tokens, and gives a step of average size
+        the loss it gets with ``"step"`` normalisation.
         None when the training set has no length (an iterable dataset): the trainer then falls back to
         the ``"step"`` normalisation and says so once in the log.
         """
@@ -117,8 +134,11 @@ class FocalLossTrainer(Trainer):
                 self._tokens_per_step = 0.0
             else:
                 labelled = sum(sum(int(y != IGNORE_INDEX) for y in example["labels"]) for example in dataset)
-                examples = min(self._step_batch(), len(dataset))
-                self._tokens_per_step = max(1.0, labelled * examples / len(dataset))
+                if self.args.dataloader_drop_last:  # full steps only: a step holds step_batch examples
+                    per_step = labelled * min(self._step_batch(), len(dataset)) / len(dataset)
+                else:  # the last step of an epoch may be short: divide by the steps an epoch has
+                    per_step = labelled / math.ceil(len(dataset) / self._step_batch())
+                self._tokens_per_step = max(1.0, per_step)
         return self._tokens_per_step or None
 
     def _step_batch(self) -> int:
@@ -188,6 +208,43 @@ class FocalLossTrainer(Trainer):
             return SequentialSampler(eval_dataset)
         return None  # accelerate shards in order; gather_for_metrics restores it and drops padding rows
 
+    def get_batch_samples(
+        self, epoch_iterator: Iterator[dict[str, Any]], num_batches: int, device: torch.device
+    ) -> tuple[list[dict[str, Any]], torch.Tensor | int | None]:
+        """Trainer's micro-batches of one optimizer step; the rows accelerate repeats leave the loss.
+
+        With N processes and a training set that is not a multiple of N x the per-device batch,
+        accelerate's ``even_batches`` fills the last batch of the epoch with the epoch's first examples,
+        so that every process runs the same number of steps (fewer batches on one process would hang
+        DDP). Those repeats get ``IGNORE_INDEX`` labels here, before Trainer counts the step's labels, so
+        they add neither to the loss nor to ``num_items_in_batch``: N processes x batch b then equal
+        1 process x batch N*b also at the last step of an epoch.
+        """
+        batches = []
+        for _ in range(num_batches):
+            try:
+                batches.append(self._without_repeats(next(epoch_iterator)))
+            except StopIteration:
+                break
+        return batches, self._get_num_items_in_batch(batches, device)
+
+    def _without_repeats(self, batch: dict[str, Any]) -> dict[str, Any]:
+        accelerator = self.accelerator
+        state = accelerator.gradient_state
+        if accelerator.num_processes <= 1 or not state.end_of_dataloader or "labels" not in batch:
+            return batch
+        if state.remainder <= 0 or not accelerator.even_batches or accelerator.split_batches:
+            return batch  # no padding, or padding this does not undo (dispatched / split batches)
+        # the last round of batches, read across processes in rank order, holds the `remainder` real rows
+        # first (accelerate deals consecutive batches to the processes in turn), then the repeats
+        labels = batch["labels"]  # [B, S]
+        keep = max(0, state.remainder - accelerator.process_index * self.args.train_batch_size)
+        if keep >= labels.shape[0]:
+            return batch
+        labels = labels.clone()
+        labels[keep:] = IGNORE_INDEX
+        return {**batch, "labels": labels}
+
     def compute_loss(
         self,
         model: nn.Module,
@@ -229,21 +286,63 @@ class FocalLossTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
     def _diverged(self, name: str, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        step = self.state.global_step
+        # the step being computed, numbered as the log numbers it (1 for the first); the saved model is the
+        # one that step started from, after global_step steps, named like Trainer's checkpoint-N
+        done = self.state.global_step
         cause = (
             "the model's logits contain NaN/inf"
             if not torch.isfinite(logits.detach()).all()
             else f"the {name} loss"
         )
-        path = f"{self.args.output_dir}/checkpoint-diverged-{step}"
+        path = f"{self.args.output_dir}/checkpoint-diverged-{done}"
         try:
             self.save_model(path)
         except Exception as err:  # pragma: no cover - best effort before stopping
             logger.error("could not save a checkpoint before stopping: %s", err)
         raise LossDivergedError(
-            f"step {step}: the training loss is NaN or infinite ({cause}); model saved to {path}. "
+            f"step {done + 1}: the training loss is NaN or infinite ({cause}); the model before this step "
+            f"saved to {path}. "
             "Try a lower learning_rate, fp32 instead of fp16, or max_grad_norm."
         )
+
+    # ---- train_loss over the whole run, also when resumed ------------------------------------------
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any) -> Any:
+        """``Trainer.train``; a resumed run's ``train_loss`` also counts the steps before the checkpoint."""
+        self._resumed_loss: float | None = None
+        if isinstance(resume_from_checkpoint, str):
+            path = os.path.join(resume_from_checkpoint, TRAIN_LOSS_FILE)
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8") as handle:
+                    self._resumed_loss = float(json.load(handle)["total_loss"])
+            else:
+                logger.warning(
+                    "%s has no %s: train_loss averages the resumed steps only", path, TRAIN_LOSS_FILE
+                )
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        if self.args.should_save and os.path.isdir(folder):
+            # the sum of the step losses so far (logged ones and the not yet logged tail), for train_loss
+            total = self._total_loss_scalar + float(self._tr_loss.item()) + (self._resumed_loss or 0.0)
+            from nerfocal.io import write_json
+
+            write_json(
+                os.path.join(folder, TRAIN_LOSS_FILE), {"total_loss": total, "step": self.state.global_step}
+            )
+
+    def _finalize_training(self, trial: Any, num_train_samples: int, start_time: float) -> Any:
+        # Trainer divides the summed step losses since the resume by the steps since the resume; make
+        # it the mean over every step of the run (as the uninterrupted run logs it)
+        if getattr(self, "_resumed_loss", None) is not None and self.state.global_step > 0:
+            self._total_loss_scalar += float(self._tr_loss.item())
+            self._tr_loss -= self._tr_loss
+            since = max(self.state.global_step - self._initial_global_step, 0.001)
+            whole = (self._resumed_loss or 0.0) + self._total_loss_scalar
+            self._total_loss_scalar = whole / self.state.global_step * since
+        return super()._finalize_training(trial, num_train_samples, start_time)
 
     # ---- atomic saves (docs/robustness.md) ----------------------------------------------------
 
@@ -254,7 +353,6 @@ class FocalLossTrainer(Trainer):
         tokenizer file under its final name; weight files of an earlier save that this one does not
         write (other shards) are removed, as ``save_pretrained`` does.
         """
-        import os
         import shutil
         import tempfile
 
@@ -277,104 +375,3 @@ class FocalLossTrainer(Trainer):
                 os.replace(os.path.join(staging, name), target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-
-
-class EpochLengthGroupedSampler(LengthGroupedSampler):
-    """``LengthGroupedSampler`` whose shuffle depends only on ``seed + epoch``.
-
-    Every process draws the same order, and a run resumed in epoch ``e`` draws the order the
-    uninterrupted run drew in epoch ``e`` (transformers' sampler uses the global RNG, which by then
-    has moved on by an amount a resumed run does not know).
-
-    transformers' grouping shuffles the examples, cuts them into mega-batches of ``group_steps``
-    batches (default: 50, or fewer so that there are at least 4) and sorts each mega-batch by length,
-    longest first; training then walks every mega-batch from its longest batch to its shortest
-    (``order="sorted"``, the default). ``order="shuffled"`` keeps the same batches, so the same
-    padding, and visits them in random order, the batch with the longest example still first (an
-    out-of-memory error comes at the first step) and a short last batch still last. On CoNLL-2003
-    the order made no difference to F1 (docs/benchmarks.md).
-
-    Args:
-        batch_size: indices are grouped into batches of this size (the examples of one optimizer step:
-            per-device batch x accumulation steps x processes).
-        lengths: length of every example.
-        seed: base seed (``data_seed`` or ``seed``).
-        epoch: returns the current epoch (0-based) when an epoch's order is drawn.
-        order: ``"shuffled"`` or ``"sorted"`` (see above).
-        group_steps: batches per mega-batch; None for transformers' default.
-    """
-
-    def __init__(
-        self,
-        batch_size: int,
-        lengths: Sequence[int],
-        seed: int,
-        epoch: Callable[[], int],
-        order: str = "sorted",
-        group_steps: int | None = None,
-    ) -> None:
-        if order not in LENGTH_GROUP_ORDERS:
-            accepted = ", ".join(LENGTH_GROUP_ORDERS)
-            raise ValueError(f"length_group_order: expected one of {accepted}, got {order!r}")
-        if group_steps is not None and group_steps < 1:
-            raise ValueError(f"length_group_steps: expected an integer >= 1, got {group_steps!r}")
-        super().__init__(batch_size, lengths=list(lengths))
-        self.seed = int(seed)
-        self.epoch = epoch
-        self.order = order
-        self.group_steps = group_steps
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator()
-        generator.manual_seed(self.seed + self.epoch())
-        indices = get_length_grouped_indices(
-            self.lengths, self.batch_size, mega_batch_mult=self.group_steps, generator=generator
-        )
-        if self.order == "sorted" or len(indices) <= 2 * self.batch_size:
-            return iter(indices)
-        size = self.batch_size
-        batches = [indices[i : i + size] for i in range(0, len(indices), size)]
-        # The first batch holds the longest example (transformers puts it there) and stays first; a short
-        # last batch stays last, or every later batch would straddle two groups (and two optimizer steps).
-        tail = len(batches) - 1 if len(batches[-1]) < size else len(batches)
-        middle = batches[1:tail]
-        shuffled = [middle[i] for i in torch.randperm(len(middle), generator=generator).tolist()]
-        return iter([i for batch in (*batches[:1], *shuffled, *batches[tail:]) for i in batch])
-
-
-def find_classifier(model: nn.Module) -> nn.Linear:
-    """The classifier head: ``model.classifier`` or the last ``Linear`` with ``num_labels`` outputs."""
-    num_labels = int(model.config.num_labels)  # type: ignore[union-attr,arg-type]
-    head = getattr(model, "classifier", None)
-    if isinstance(head, nn.Linear) and head.out_features == num_labels:
-        return head
-    for module in reversed(list(model.modules())):
-        if isinstance(module, nn.Linear) and module.out_features == num_labels:
-            return module
-    raise ValueError(f"prior_init: no Linear layer with {num_labels} outputs found in {type(model).__name__}")
-
-
-def init_classifier_bias(model: nn.Module, label_counts: list[int], floor: float = 1e-5) -> torch.Tensor:
-    """Prior bias init: ``b_c = log(max(pi_c, floor))`` with ``pi_c`` the training frequency of label c.
-
-    The softmax form of the focal-loss paper's ``b = -log((1 - pi) / pi)``: with near-zero weights the
-    initial softmax output equals the label prior, so the first steps are not spent learning that ``O``
-    is frequent, and the rare classes do not start with a large, unstable loss. The floor keeps labels
-    absent from training at a finite bias.
-
-    Returns:
-        the new bias, float tensor ``[C]``.
-    """
-    head = find_classifier(model)
-    if head.bias is None:
-        raise ValueError("prior_init: the classifier has no bias")
-    if len(label_counts) != head.out_features:
-        raise ValueError(f"prior_init: expected {head.out_features} label counts, got {len(label_counts)}")
-    counts = torch.tensor(label_counts, dtype=torch.float64)
-    if counts.sum() <= 0:
-        raise ValueError("prior_init: the training data has no labels")
-    prior = (counts / counts.sum()).clamp(min=floor)
-    bias = prior.log().to(head.bias.dtype)
-    with torch.no_grad():
-        head.bias.copy_(bias)
-    return bias

@@ -232,7 +232,8 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> TrainResul
     """Train, evaluate and save one run (the configs of :func:`nerfocal.config.parse_config`).
 
     Raises:
-        ValueError, FileNotFoundError: bad options or data (one line naming the file or option).
+        ValueError, FileNotFoundError: bad options or data (one line naming the file or option), or an
+            ``output_dir`` holding another run without ``overwrite_output_dir`` or ``resume_from_checkpoint``.
         nerfocal.trainer.LossDivergedError: a NaN/inf loss (the message names the step and the checkpoint).
     """
     from transformers import set_seed
@@ -241,6 +242,7 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> TrainResul
     from nerfocal.loading import load_tokenizer, resolve_model_path
     from nerfocal.losses import resolve_alpha
     from nerfocal.resume import StopOnSignal, resolve_resume_checkpoint
+    from nerfocal.run_dir import prepare_output_dir
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     start = time.time()
@@ -249,6 +251,7 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> TrainResul
     resume = resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
     if resume:
         logger.info("resuming from %s", resume)
+    prepare_output_dir(args, resume)  # another run there: refused, or removed with overwrite_output_dir
     data = load_ner_data(data_cfg)  # bad data fails here, before the model is loaded
     model_path = resolve_model_path(model_cfg.model_name_or_path)
     tokenizer = load_tokenizer(model_cfg.tokenizer_name or model_path, model_cfg.trust_remote_code)
@@ -306,16 +309,21 @@ def save_run(
     """Save the model, evaluate dev and test (temperature fitted on dev), write config, results, reports.
 
     The model is saved before evaluating: a signal or crash during evaluation no longer loses it.
+
+    Raises:
+        nerfocal.run_dir.FinalSaveError: the model could not be written (a full disk); the message names
+            the space needed and free, the rescue folder it was saved to, and the last complete checkpoint.
     """
     from nerfocal.config import save_config
     from nerfocal.evaluate import evaluate_splits
     from nerfocal.io import write_json, write_text
     from nerfocal.metrics import format_report
+    from nerfocal.run_dir import save_final_model
 
     _, data_cfg, loss_cfg, args = configs
     out = Path(args.output_dir)
     main_process = args.process_index == 0
-    trainer.save_model(str(out))  # every process takes part (FSDP/DeepSpeed); rank 0 writes
+    save_final_model(trainer, out)  # a full disk: retried into a rescue folder, then a one-line error
     trainer.save_state()
     split_metrics, raw, temperature = evaluate_splits(
         trainer, prepared.evals, prepared.id2label, data_cfg, loss_cfg

@@ -41,6 +41,13 @@ class NerTrainingArguments(TrainingArguments):
         default="non_padding",
         metadata={"help": "Count training tokens: non_padding (nerfocal default), all, no."},
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace the run already in output_dir (its model, results, reports and checkpoints are "
+            "removed first). Without it such an output_dir is refused, unless resuming."
+        },
+    )
     early_stopping_patience: int | None = field(
         default=None,
         metadata={

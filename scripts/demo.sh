@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/_venv.sh "minilm,plot"
 
 echo "== training MiniLM with focal loss on data/sample (configs/sample.yaml) =="
-nerfocal train configs/sample.yaml --disable_tqdm true --output_dir outputs/sample 2> outputs_sample_train.log \
+nerfocal train configs/sample.yaml --disable_tqdm true --output_dir outputs/sample --overwrite_output_dir true 2> outputs_sample_train.log \
   || { tail -n 30 outputs_sample_train.log; exit 1; }
 mv -f outputs_sample_train.log outputs/sample/train.log
 

@@ -534,7 +534,7 @@ def test_loss_side_nan_stops_training_with_one_line_naming_step_and_loss(
     monkeypatch.setattr(nerfocal.trainer, "compute_loss", nan_loss)
     code, err = run(_train_one_step(tmp_path, tiny_encoder_dir), capsys)
     assert code == 1
-    needles = ("step 0:", "NaN or infinite (the focal loss)", "checkpoint-diverged-0")
+    needles = ("step 1:", "NaN or infinite (the focal loss)", "checkpoint-diverged-0")
     assert_one_line_error(err, "train", *needles)
     saved = tmp_path / "run" / "checkpoint-diverged-0"
     assert (saved / "model.safetensors").is_file() and (saved / "config.json").is_file()

@@ -337,3 +337,26 @@ def test_length_grouped_order_depends_only_on_seed_and_epoch() -> None:
     assert list(sampler()) == first and sorted(first) == list(range(64))
     epoch = 1
     assert list(sampler()) != first
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("normalization", ["step", "dataset"])
+def test_a_dataset_that_does_not_divide_the_step_trains_on_two_processes_as_on_one(
+    files: dict[str, Path], normalization: str
+) -> None:
+    # 10 sentences, 2 processes x batch 2 x accumulation 2 = 8 a step: the second step of each epoch has
+    # 2 sentences, and accelerate's even_batches pads the short process with repeats of the first ones
+    # (which must not count twice); 4 steps = 2 epochs
+    def args(out: Path, batch: int, *extra: str) -> list[str]:
+        argv = sgd_args(files, out, batch, "--loss_normalization", normalization, *extra)
+        argv[argv.index("--max_train_samples") + 1] = "10"
+        argv[argv.index("--max_steps") + 1] = "4"
+        return argv
+
+    two, one = files["tmp"] / f"two_uneven_{normalization}", files["tmp"] / f"one_uneven_{normalization}"
+    launch(TRAIN_SCRIPT, args(two, 2, "--gradient_accumulation_steps", "2"), files["tmp"])
+    assert train_main(args(one, 8, "--use_cpu", "true")) == 0
+    expected = step_losses(one)
+    assert sorted(expected) == [1, 2, 3, 4]
+    assert step_losses(two) == pytest.approx(expected, rel=1e-4)
+    assert_same_weights(two, one)

@@ -145,7 +145,7 @@ def test_nan_loss_stops_training_naming_the_step(tmp_path) -> None:  # type: ign
     with torch.no_grad():
         find_classifier(model).bias.fill_(float("nan"))
     trainer = make_trainer(tmp_path, features, tokenizer, model, max_steps=2)
-    with pytest.raises(LossDivergedError, match=r"step 0: .*NaN or infinite.*logits"):
+    with pytest.raises(LossDivergedError, match=r"step 1: .*NaN or infinite.*logits"):
         trainer.train()
     assert (tmp_path / "checkpoint-diverged-0" / "model.safetensors").is_file()
 

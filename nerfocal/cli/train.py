@@ -31,8 +31,8 @@ def use_cpu_without_accelerator() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train, evaluate and save; returns the exit status (0 ok, 1 loss diverged, 2 bad input, 128 + N
-    stopped by signal N)."""
+    """Train, evaluate and save; returns the exit status (0 ok, 1 loss diverged or final save failed, 2 bad
+    input, 128 + N stopped by signal N)."""
     from nerfocal.config import build_parser, parse_config
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -48,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"nerfocal train: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the final save failed (a full disk): one line, where a copy and a checkpoint are
+        from nerfocal.run_dir import FinalSaveError
+
+        if not isinstance(err, FinalSaveError):
+            raise
+        print(f"nerfocal train: error: {err}", file=sys.stderr)
+        return 1
     except RuntimeError as err:  # a NaN/inf loss: one line naming the step and the saved checkpoint
         from nerfocal.trainer import LossDivergedError
 
