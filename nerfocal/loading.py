@@ -6,7 +6,9 @@ fetched from the hub. Used by :mod:`nerfocal.predict`; imports no training code.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,14 @@ from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokeni
 
 from nerfocal.labels import split_tag
 
-__all__ = ["labels_from_config", "load_pretrained", "load_tokenizer", "resolve_device", "resolve_model_path"]
+__all__ = [
+    "labels_from_config",
+    "load_pretrained",
+    "load_tokenizer",
+    "resolve_device",
+    "resolve_model_path",
+    "wrap_loading_errors",
+]
 
 PACKAGE_PREFIX = "package:"
 
@@ -26,6 +35,18 @@ _PREFIX_SPACE_MODELS = frozenset({"roberta", "gpt2", "bart", "longformer", "debe
 def _one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+@contextlib.contextmanager
+def wrap_loading_errors(path: str | Path, what: str) -> Iterator[None]:
+    """Any exception of transformers / tokenizers / safetensors / the hub client inside the block becomes
+    ``ValueError("PATH: cannot load WHAT (Type: first line)")``; nerfocal's own one-line errors pass."""
+    try:
+        yield
+    except Exception as err:
+        if isinstance(err, (ValueError, FileNotFoundError)) and str(err).startswith(f"{path}:"):
+            raise  # already one line naming the model
+        raise ValueError(f"{path}: cannot load {what} ({_one_line(err)})") from None
 
 
 def labels_from_config(config: Any, directory: Path) -> list[str]:
