@@ -18,6 +18,7 @@ from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokeni
 from nerfocal.labels import split_tag
 
 __all__ = [
+    "check_tokenizer",
     "labels_from_config",
     "load_pretrained",
     "load_tokenizer",
@@ -30,6 +31,38 @@ PACKAGE_PREFIX = "package:"
 
 # byte-level BPE tokenizers need a prefix space to tokenize pre-split words (as in training)
 _PREFIX_SPACE_MODELS = frozenset({"roberta", "gpt2", "bart", "longformer", "deberta", "mpnet"})
+
+
+# the files one of transformers' tokenizers is built from (one is enough)
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "sentencepiece.model",
+    "tokenizer.model",
+)
+
+
+def check_tokenizer(tokenizer: Any, config: Any, source: str | Path) -> None:
+    """``ValueError`` naming ``source`` when the tokenizer was built without its files.
+
+    transformers 5 then builds a vocabulary of the special tokens alone, every word becomes the unknown
+    token, and training and prediction run on nothing. Caught by the files of a local directory and by
+    a vocabulary much smaller than the model's embeddings (``config.vocab_size``).
+    """
+    size = len(tokenizer)
+    vocab = getattr(config, "vocab_size", None)
+    directory = Path(source)
+    no_files = directory.is_dir() and not any((directory / name).is_file() for name in TOKENIZER_FILES)
+    too_small = isinstance(vocab, int) and vocab > 0 and size < vocab // 2
+    if no_files or too_small:
+        raise ValueError(
+            f"{source}: no tokenizer files (expected one of {', '.join(TOKENIZER_FILES[:4])}, ...): the "
+            f"tokenizer has {size} tokens for {vocab} embeddings; save the tokenizer with the model "
+            "(tokenizer.save_pretrained) or set tokenizer_name"
+        )
 
 
 def _one_line(err: BaseException) -> str:
@@ -117,6 +150,7 @@ def load_pretrained(path: str | Path, *, trust_remote_code: bool = False) -> tup
         raise ValueError(
             f"{directory}: expected a fast (Rust) tokenizer with word ids, got {type(tokenizer).__name__}"
         )
+    check_tokenizer(tokenizer, config, directory)
     try:
         model, info = AutoModelForTokenClassification.from_pretrained(
             directory, config=config, use_safetensors=True, output_loading_info=True, **common
@@ -161,4 +195,5 @@ def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
         raise ValueError(
             f"{path}: nerfocal needs a fast tokenizer (word_ids()); this model only has a slow one"
         )
+    check_tokenizer(tokenizer, config, path)
     return tokenizer
