@@ -4,6 +4,8 @@ an output_dir that is a file, a corrupt checkpoint). See docs/robustness.md."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,77 @@ def test_train_and_predict_from_a_model_without_tokenizer_fail_in_one_line(
     text.write_text("Anna visited Lisbon.\n", encoding="utf-8")
     assert cli_main(["predict", "--model", str(bare_model), "--input", str(text), "--device", "cpu"]) == 2
     _one_line(capsys.readouterr().err, "predict", str(bare_model), "no tokenizer files")
+
+
+# --- item 13: the model source and output_dir are checked before the data is read ----------------------
+
+
+@pytest.fixture()
+def encoder(tmp_path: Path) -> Path:
+    return build_tiny_model(tmp_path / "encoder", labels=["O", "B-X"])
+
+
+def _train_missing_data(tmp_path: Path, model: str, *extra: str) -> list[str]:
+    argv = _train(tmp_path, model, *extra)
+    argv[argv.index("--train_file") + 1] = str(tmp_path / "missing.conll")  # the model is checked first
+    return argv
+
+
+@pytest.mark.parametrize(
+    ("model", "needles"),
+    [
+        ("./no/such/model", ["model_name_or_path: ./no/such/model: no such model directory"]),
+        ("no-such-model-xyz", ["model_name_or_path: 'no-such-model-xyz'", "offline", "not in the"]),
+        ("two words", ["model_name_or_path: 'two words'", "expected a local directory or a hub name"]),
+    ],
+)
+def test_a_misspelled_path_or_an_offline_hub_name_fails_before_the_data_is_read(
+    model: str, needles: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"  # set by conftest
+    assert cli_main(_train_missing_data(tmp_path, model)) == 2
+    _one_line(capsys.readouterr().err, "train", *needles)
+
+
+def test_an_encoder_with_pickle_weights_only_or_a_broken_config_is_one_line(
+    encoder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (encoder / "model.safetensors").rename(encoder / "pytorch_model.bin")
+    assert cli_main(_train_missing_data(tmp_path, str(encoder))) == 2
+    _one_line(capsys.readouterr().err, "train", f"{encoder}: no model.safetensors", "pytorch_model.bin")
+    (encoder / "pytorch_model.bin").rename(encoder / "model.safetensors")
+    (encoder / "config.json").write_text('{"model_type": "bert",\n  "hidden_size": 32,,\n}', encoding="utf-8")
+    assert cli_main(_train_missing_data(tmp_path, str(encoder))) == 2
+    _one_line(capsys.readouterr().err, "train", f"{encoder / 'config.json'}:2: expected JSON")
+
+
+@pytest.mark.parametrize("under", [False, True])
+def test_an_output_dir_that_is_a_file_or_under_a_file_fails_before_the_data_is_read(
+    under: bool, encoder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "taken.txt"
+    blocker.write_text("not a directory\n", encoding="utf-8")
+    argv = _train_missing_data(tmp_path, str(encoder))
+    argv[argv.index("--output_dir") + 1] = str(blocker / "run" if under else blocker)
+    assert cli_main(argv) == 2
+    _one_line(capsys.readouterr().err, "train", f"output_dir: {blocker} is a file")
+    assert blocker.read_text(encoding="utf-8") == "not a directory\n"
+
+
+def test_a_corrupt_checkpoint_on_resume_is_one_line_naming_it(
+    encoder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = _train(tmp_path, str(encoder), "--save_strategy", "steps", "--save_steps", "1")
+    assert cli_main(argv) == 0
+    checkpoint = tmp_path / "run" / "checkpoint-1"
+    capsys.readouterr()
+    for name in ("optimizer.pt", "model.safetensors"):
+        shutil.copy(checkpoint / name, tmp_path / name)
+        data = (checkpoint / name).read_bytes()
+        (checkpoint / name).write_bytes(data[: len(data) // 2])  # a copy cut short (disk full, a kill)
+        resume = _train(
+            tmp_path, str(encoder), "--max_steps", "2", "--resume_from_checkpoint", str(checkpoint)
+        )
+        assert cli_main(resume) == 2
+        _one_line(capsys.readouterr().err, "train", f"{checkpoint / name}: cannot read the checkpoint")
+        shutil.copy(tmp_path / name, checkpoint / name)
