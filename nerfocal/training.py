@@ -200,6 +200,13 @@ def check_run_sources(model_cfg: Any, args: Any) -> None:
             checkpoint = None  # train() reports it
         if checkpoint:
             check_checkpoint(checkpoint)
+    if args.learning_rate == 0:
+        logger.warning("learning_rate is 0: the weights will not change (set learning_rate, e.g. 5e-5)")
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)
+    if not (accelerator.is_available() if accelerator is not None else torch.cuda.is_available()):
+        args.dataloader_pin_memory = False  # no device to pin for: avoids torch's warning on every CPU run
 
 
 def build_trainer(
