@@ -177,38 +177,6 @@ def build_model(model_cfg: Any, loss_cfg: Any, prepared: PreparedData) -> Any:
     return model
 
 
-def check_run_sources(model_cfg: Any, args: Any) -> None:
-    """Fail in seconds, before the data is read: the model source (:func:`nerfocal.loading.
-    check_model_source`), an ``output_dir`` that is (or is under) a file, a corrupt checkpoint to resume
-    from. Also warns about ``learning_rate: 0`` and turns off pinned memory on a CPU run."""
-    from nerfocal.loading import check_checkpoint, check_model_source
-    from nerfocal.resume import resolve_resume_checkpoint
-
-    check_model_source(model_cfg)
-    out = Path(args.output_dir)
-    for folder in (out, *out.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise ValueError(f"output_dir: {folder} is a file; expected a directory (or a new path)")
-            break
-    if args.resume_from_checkpoint not in (None, "", "auto") or (
-        args.resume_from_checkpoint == "auto" and out.is_dir()
-    ):
-        try:
-            checkpoint = resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
-        except FileNotFoundError:
-            checkpoint = None  # train() reports it
-        if checkpoint:
-            check_checkpoint(checkpoint)
-    if args.learning_rate == 0:
-        logger.warning("learning_rate is 0: the weights will not change (set learning_rate, e.g. 5e-5)")
-    import torch
-
-    accelerator = getattr(torch, "accelerator", None)
-    if not (accelerator.is_available() if accelerator is not None else torch.cuda.is_available()):
-        args.dataloader_pin_memory = False  # no device to pin for: avoids torch's warning on every CPU run
-
-
 def build_trainer(
     model: Any,
     tokenizer: Any,
@@ -280,6 +248,7 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> TrainResul
     from nerfocal.data import load_ner_data
     from nerfocal.loading import load_tokenizer, resolve_model_path
     from nerfocal.losses import resolve_alpha
+    from nerfocal.preflight import check_run_sources
     from nerfocal.resume import StopOnSignal, resolve_resume_checkpoint
 
     check_run_sources(model_cfg, args)  # the model, output_dir, a checkpoint: fail before reading data

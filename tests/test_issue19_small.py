@@ -11,7 +11,7 @@ import torch
 
 from nerfocal.config import parse_config
 from nerfocal.data import load_ner_data
-from nerfocal.training import check_run_sources
+from nerfocal.preflight import check_run_sources
 
 
 def _configs(tmp_path: Path, encoder: Path, *extra: str):  # type: ignore[no-untyped-def]
