@@ -151,7 +151,7 @@ def load_ner_data(cfg: Any) -> NerData:
     if target == "IOB1":
         raise ValueError(f"label_scheme: expected IOB2 or BIOES, got {cfg.label_scheme!r}")
     _check_tags(sentences, conll_paths)
-    _normalise_scheme(sentences, cfg.tag_scheme, target, conll_paths)
+    _normalise_scheme(sentences, cfg.tag_scheme, target, conll_paths, getattr(cfg, "max_train_samples", None))
     label_list = build_label_list((s.tags or [] for s in sentences["train"]), target)
     if len(label_list) == 1:
         raise ValueError(
@@ -213,16 +213,22 @@ def _check_tags(sentences: Splits, conll_paths: dict[str, str]) -> None:
                     raise ValueError(f"{_where(s, i, conll_paths.get(split))}: {err}") from None
 
 
-def _normalise_scheme(sentences: Splits, tag_scheme: str, target: str, conll_paths: dict[str, str]) -> None:
+def _normalise_scheme(
+    sentences: Splits,
+    tag_scheme: str,
+    target: str,
+    conll_paths: dict[str, str],
+    max_train_samples: int | None = None,
+) -> None:
     """Convert every split from the data's scheme (given or detected on train) to ``target``, repairing
-    invalid tags with the conlleval chunk rule (counted in ``Sentence.extra["repaired_tags"]``)."""
+    invalid tags with the conlleval chunk rule (counted in ``Sentence.extra["repaired_tags"]``). The
+    warning of the train split counts only the first ``max_train_samples`` sentences, the ones used."""
     if tag_scheme == "auto":
         source = detect_scheme(s.tags or [] for s in sentences["train"])
         logger.info("tag scheme of the data: %s (detected; set tag_scheme to override)", source)
     else:
         source = check_scheme(tag_scheme)
     for split, sents in sentences.items():
-        repaired, first = 0, ""
         for s in sents:
             tags = s.tags or []
             try:
@@ -233,16 +239,18 @@ def _normalise_scheme(sentences: Splits, tag_scheme: str, target: str, conll_pat
                 i = next((i for i, t in enumerate(tags) if t != OUTSIDE and t[0] not in allowed), 0)
                 raise ValueError(f"{_where(s, i, conll_paths.get(split))}: {err}") from None
             s.extra["repaired_tags"] = n
-            if n and not first:
-                first = str(s.extra.get("source", split))
-            repaired += n
+        limit = max_train_samples if split == "train" else None
+        used = sents[:limit]
+        repaired = sum(s.extra["repaired_tags"] for s in used)
+        first = next((str(s.extra.get("source", split)) for s in used if s.extra["repaired_tags"]), "")
         if repaired:
             logger.warning(
-                "%s: %d tag(s) in %d sentence(s) are not valid %s (e.g. I-X after O; first at %s); "
+                "%s: %d tag(s) in %d sentence(s)%s are not valid %s (e.g. I-X after O; first at %s); "
                 "repaired with the conlleval chunk rule",
                 split,
                 repaired,
-                sum(1 for s in sents if s.extra["repaired_tags"]),
+                sum(1 for s in used if s.extra["repaired_tags"]),
+                f" of the first {limit} (max_train_samples)" if limit and limit < len(sents) else "",
                 source,
                 first,
             )

@@ -98,13 +98,17 @@ def evaluate_splits(
     Returns:
         ``(metrics per split, raw (logits, labels) per split, temperature)``.
     """
-    from nerfocal.metrics import fit_temperature
+    from nerfocal.metrics import fit_temperature, temperature_fit_problem
 
     raw = {split: predict_logits(trainer, evaluated.features) for split, evaluated in evals.items()}
     temperature = 1.0
     if loss_cfg.temperature_scaling and "validation" in raw:
-        temperature = fit_temperature(*raw["validation"])
-        logger.info("temperature scaling: T = %.4f (fitted on the dev set)", temperature)
+        problem = temperature_fit_problem(*raw["validation"])
+        if problem:
+            logger.warning("temperature scaling: skipped, T = 1: the dev set cannot identify T (%s)", problem)
+        else:
+            temperature = fit_temperature(*raw["validation"])
+            logger.info("temperature scaling: T = %.4f (fitted on the dev set)", temperature)
     results: dict[str, Any] = {}
     for split, (logits, labels) in raw.items():
         score = {

@@ -16,6 +16,7 @@ import numpy as np
 from nerfocal.labels import IGNORE_INDEX
 
 ECE_BINS = 15
+TEMPERATURE_BOUNDS = (0.05, 20.0)  # the range of a fitted temperature
 
 
 def entity_metrics(
@@ -121,22 +122,54 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bi
     return float(ece)
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, max_iter: int = 100) -> float:
+def temperature_fit_problem(logits: np.ndarray, labels: np.ndarray) -> str | None:
+    """Why the dev set cannot identify a temperature, or None when it can.
+
+    When every non-ignored token is predicted right, the NLL falls without limit as T shrinks (a fit
+    "finds" T near 0, an over-confident model); with a single gold label (an all-``O`` dev set) the fit
+    only learns to be confident about that label. Either way there is nothing to calibrate on.
+    """
+    flat_logits = np.asarray(logits).reshape(-1, np.asarray(logits).shape[-1])  # [N, C]
+    flat_labels = np.asarray(labels).reshape(-1)  # [N]
+    keep = flat_labels != IGNORE_INDEX
+    y = flat_labels[keep]
+    if len(y) == 0:
+        return "no labelled tokens"
+    if len(np.unique(y)) < 2:
+        return f"every token has the same gold label (id {int(y[0])}), e.g. an all-O dev set"
+    if bool((flat_logits[keep].argmax(axis=-1) == y).all()):
+        return "the model gets every token right, so the NLL falls without limit as T shrinks"
+    return None
+
+
+def fit_temperature(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    *,
+    max_iter: int = 100,
+    bounds: tuple[float, float] = TEMPERATURE_BOUNDS,
+) -> float:
     """One softmax temperature T that minimises the NLL of the non-ignored tokens (Guo et al., 2017).
 
-    Optimised over log T with L-BFGS, so T stays positive; returns 1.0 when there is nothing to fit
-    or when the fit does not lower the NLL.
+    Args:
+        logits: float array ``[N, C]`` (or ``[B, S, C]``).
+        labels: int array ``[N]`` (or ``[B, S]``); IGNORE_INDEX positions are left out.
+        bounds: T is kept in ``[low, high]``. The NLL is convex in 1/T, so clipping the unconstrained
+            optimum gives the optimum within the bounds.
+
+    Optimised over log T with L-BFGS, so T stays positive. Returns 1.0 when the data cannot identify T
+    (:func:`temperature_fit_problem`) or when the fit does not lower the NLL.
     """
     import torch
 
+    if temperature_fit_problem(logits, labels) is not None:
+        return 1.0
     flat_logits = torch.as_tensor(np.asarray(logits), dtype=torch.float64).reshape(
         -1, np.asarray(logits).shape[-1]
     )
     flat_labels = torch.as_tensor(np.asarray(labels)).reshape(-1).long()
     keep = flat_labels != IGNORE_INDEX
     z, y = flat_logits[keep], flat_labels[keep]
-    if len(y) == 0:
-        return 1.0
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 
@@ -150,8 +183,11 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, max_iter: int = 1
     with torch.no_grad():
         before = torch.nn.functional.cross_entropy(z, y).item()
         t = float(log_t.exp())
+        if not math.isfinite(t):
+            return 1.0
+        t = min(max(t, bounds[0]), bounds[1])
         after = torch.nn.functional.cross_entropy(z / t, y).item()
-    return t if math.isfinite(t) and after <= before else 1.0
+    return t if after <= before else 1.0
 
 
 def format_report(metrics: dict[str, Any], title: str = "") -> str:

@@ -138,34 +138,42 @@ def prepare_data(data_cfg: Any, tokenizer: Any, data: Any = None) -> PreparedDat
 
 
 def build_model(model_cfg: Any, loss_cfg: Any, prepared: PreparedData) -> Any:
-    """A token-classification model with a fresh head of ``len(label_list)`` labels (prior bias init for
-    the focal losses unless ``prior_init`` says otherwise)."""
-    from transformers import AutoConfig, AutoModelForTokenClassification
+    """A token-classification model with a head of ``len(label_list)`` labels: a fresh head for an encoder,
+    the trained head for a model with the same labels, rows mapped by label name for one with other labels
+    (:func:`nerfocal.head.load_for_finetuning`). Prior bias init (on for the focal losses unless
+    ``prior_init`` says otherwise) touches only the newly initialised rows."""
+    import torch
+    from transformers import AutoConfig
 
-    from nerfocal.loading import resolve_model_path
+    from nerfocal.head import load_for_finetuning
+    from nerfocal.loading import resolve_model_path, wrap_loading_errors
     from nerfocal.losses import FOCAL_FAMILY
-    from nerfocal.trainer import init_classifier_bias
+    from nerfocal.trainer import find_classifier, init_classifier_bias
 
     model_path = resolve_model_path(model_cfg.model_name_or_path)
-    config = AutoConfig.from_pretrained(model_path, trust_remote_code=model_cfg.trust_remote_code)
-    config.num_labels = len(prepared.label_list)
-    config.id2label, config.label2id = prepared.id2label, prepared.label2id
-    model = AutoModelForTokenClassification.from_pretrained(
-        model_path,
-        config=config,
-        use_safetensors=True,  # never unpickle weights
-        ignore_mismatched_sizes=True,  # a checkpoint with another head gets a fresh one of our size
-        trust_remote_code=model_cfg.trust_remote_code,
-    )
+    with wrap_loading_errors(model_path, "the model"):
+        config = AutoConfig.from_pretrained(model_path, trust_remote_code=model_cfg.trust_remote_code)
+        model, new_rows = load_for_finetuning(
+            model_path, config, prepared.label_list, trust_remote_code=model_cfg.trust_remote_code
+        )
     model.config.nerfocal_tag_scheme = prepared.scheme
     model.config.nerfocal_temperature = 1.0
     model.config.nerfocal_max_length = prepared.max_length  # predict/evaluate window like training
     prior = model_cfg.prior_init if model_cfg.prior_init is not None else loss_cfg.loss in FOCAL_FAMILY
-    if prior:
+    if prior and new_rows:
+        head = find_classifier(model)
+        kept = head.bias.detach().clone() if head.bias is not None else None
         bias = init_classifier_bias(model, prepared.label_counts, model_cfg.prior_floor)
+        if kept is not None and len(new_rows) < len(bias):  # trained rows keep their trained bias
+            keep = [i for i in range(len(bias)) if i not in set(new_rows)]
+            with torch.no_grad():
+                head.bias[keep] = kept[keep]
         logger.info(
-            "prior init: classifier bias = log(label frequency): %s", [round(float(b), 3) for b in bias]
+            "prior init: classifier bias = log(label frequency): %s",
+            {prepared.label_list[i]: round(float(bias[i]), 3) for i in new_rows},
         )
+    elif prior:
+        logger.info("prior init: skipped, the classifier head was trained with these labels")
     return model
 
 
@@ -241,9 +249,11 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> TrainResul
     from nerfocal.data import load_ner_data
     from nerfocal.loading import load_tokenizer, resolve_model_path
     from nerfocal.losses import resolve_alpha
+    from nerfocal.preflight import check_run_sources
     from nerfocal.resume import StopOnSignal, resolve_resume_checkpoint
     from nerfocal.run_dir import prepare_output_dir
 
+    check_run_sources(model_cfg, args)  # the model, output_dir, a checkpoint: fail before reading data
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     start = time.time()
     set_seed(args.seed)

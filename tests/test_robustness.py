@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 import torch
-from fixtures import IOB2_LABELS, LABELS, SHARED_DATA, build_tokenizer, save_tiny_model
+from fixtures import (
+    IOB2_LABELS,
+    LABELS,
+    SHARED_DATA,
+    build_tiny_model,
+    build_tokenizer,
+    save_tiny_model,
+)
 
 from nerfocal.cli import main as cli_main
 from nerfocal.config import DataConfig, LossConfig, ModelConfig, parse_config
@@ -58,11 +65,20 @@ def assert_one_line_error(err: str, command: str, *needles: str) -> None:
         assert needle in lines[0], (needle, lines[0])
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _encoder_for_train_argv(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # train checks the model source before the data: the bad-data cases need a real (tiny) model dir
+    _ENCODER.append(build_tiny_model(tmp_path_factory.mktemp("encoder"), labels=["O", "B-X"]))
+
+
+_ENCODER: list[Path] = []
+
+
 def train_argv(tmp_path: Path, train_file: Path, *extra: str) -> list[str]:
     return [
         "train",
         "--model_name_or_path",
-        str(tmp_path / "no-model-needed"),
+        str(_ENCODER[-1]),
         "--train_file",
         str(train_file),
         "--output_dir",

@@ -95,9 +95,11 @@ def test_saved_config_reproduces_the_options(trained: Path) -> None:
     )
 
 
-def test_bad_config_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("train_file: nowhere.conll\nmodel_name_or_path: x\n")
+def test_bad_config_is_a_one_line_error(
+    tmp_path: Path, tiny_encoder_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "c.yaml"  # a real model: train checks the model source before the data
+    cfg.write_text(f"train_file: nowhere.conll\nmodel_name_or_path: {tiny_encoder_dir}\n")
     assert cli_main(["train", str(cfg), "--output_dir", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("nerfocal train: error:") and "nowhere.conll" in err and "\n" not in err
