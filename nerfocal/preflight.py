@@ -23,22 +23,18 @@ def check_run_sources(model_cfg: Any, args: Any) -> None:
     from nerfocal.loading import check_checkpoint, check_model_source
     from nerfocal.resume import resolve_resume_checkpoint
 
-    check_model_source(model_cfg)
     out = Path(args.output_dir)
+    if args.resume_from_checkpoint not in (None, ""):
+        # a missing checkpoint is the first thing to say (before the model source)
+        checkpoint = resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
+        if checkpoint:
+            check_checkpoint(checkpoint)
+    check_model_source(model_cfg)
     for folder in (out, *out.parents):
         if folder.exists():
             if not folder.is_dir():
                 raise ValueError(f"output_dir: {folder} is a file; expected a directory (or a new path)")
             break
-    if args.resume_from_checkpoint not in (None, "", "auto") or (
-        args.resume_from_checkpoint == "auto" and out.is_dir()
-    ):
-        try:
-            checkpoint = resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
-        except FileNotFoundError:
-            checkpoint = None  # train() reports it
-        if checkpoint:
-            check_checkpoint(checkpoint)
     if args.learning_rate == 0:
         logger.warning("learning_rate is 0: the weights will not change (set learning_rate, e.g. 5e-5)")
     import torch

@@ -86,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         check_input(args.input)
         check_not_input(args.output, args.input)
         total = None if args.quiet else count_documents(args.input, args.input_format, args.encoding)
+    # the single-process predictor loads before the bar appears: a bad model is one clean error line
+    predictor = None
+    if args.num_workers == 1:
+        predictor = predictor_from_args(args, split_pattern=args.split_pattern, chunk_size=args.chunk_size)
     progress = tqdm(
         desc="predict",
         total=total,
@@ -97,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     title = f"nerfocal predict: {args.input}"
     if args.num_workers > 1:
         return _run_in_processes(args, documents, progress, title)
-    predictor = predictor_from_args(args, split_pattern=args.split_pattern, chunk_size=args.chunk_size)
+    assert predictor is not None
     with progress, open_output(args.output) as handle:
         predictions = predictor.predict_documents(documents)
         for _ in write_predictions(handle, predictions, args.output_format, args.word_tags, title):
