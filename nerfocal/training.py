@@ -352,6 +352,7 @@ def save_run(
         print("\n\n".join(reports))
         print(f"model saved to {out} (training {train_seconds:.0f} s)")
         _write_predictions_and_report(out, raw, prepared, temperature)
+        push_if_asked(args, out)
     trainer.accelerator.wait_for_everyone()
 
 
@@ -377,3 +378,16 @@ def _write_predictions_and_report(
         write_model_card(out)  # README.md: the Hub's model card of the run
     except Exception:
         logger.warning("could not write the model card in %s", out, exc_info=True)
+
+
+def push_if_asked(args: Any, out: Path) -> Any:
+    """With ``push_to_hub`` (TrainingArguments' own option): upload the finished run (model, tokenizer,
+    card, report; :func:`nerfocal.hub.push_run`) to ``hub_model_id`` (default: the output folder's name).
+    Checkpoints during training are pushed by Trainer itself, as ``hub_strategy`` says."""
+    if not getattr(args, "push_to_hub", False):
+        return None
+    from nerfocal.hub import push_run
+
+    repo_id = args.hub_model_id or out.name
+    logger.info("pushing %s to the Hugging Face Hub as %s", out, repo_id)
+    return push_run(out, repo_id, token=args.hub_token, private=args.hub_private_repo)

@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-# kept for older test modules: import these from ``fixtures`` instead
-from fixtures import LABELS, ROOT, SAMPLE, SHARED_DATA, build_tiny_model, build_tokenizer  # noqa: F401
+from fixtures import build_tiny_model, build_tokenizer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

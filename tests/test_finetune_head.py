@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_tiny_model
+from fixtures import build_tiny_model
 
 from nerfocal.config import LossConfig, ModelConfig
 from nerfocal.encode import DataStats

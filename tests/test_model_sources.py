@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE, build_tiny_model
+from fixtures import SAMPLE, build_tiny_model
 
 from nerfocal.cli import main as cli_main
 from nerfocal.loading import load_pretrained, load_tokenizer

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _predict_fixtures import CORPUS, save_tiny_model
+from fixtures import CORPUS, save_tiny_model
 
 from nerfocal.cli import main
 from nerfocal.predict import Document, Predictor

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import SAMPLE
-from helpers import make_trainer, sample_features, tiny_model
+from fixtures import SAMPLE, make_trainer, sample_features, tiny_model
 
 from nerfocal.cli.train import main as train_main
 from nerfocal.losses import IGNORE_INDEX, compute_loss

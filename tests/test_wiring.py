@@ -75,3 +75,23 @@ def test_report_error_examples_are_highlighted_in_html_and_bracketed_in_markdown
     assert "Kraków" in page and "nf-wrong" in page
     markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "nf-sbs" not in markdown and "`[Anna Nowak]PER visited [Kraków]LOC today`" in markdown
+
+
+def test_push_to_hub_uploads_the_finished_run_to_hub_model_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    import nerfocal.hub
+    from nerfocal.training import push_if_asked
+
+    calls = []
+    monkeypatch.setattr(nerfocal.hub, "push_run", lambda *a, **k: calls.append((a, k)) or "commit")
+    args = SimpleNamespace(push_to_hub=False, hub_model_id=None, hub_token=None, hub_private_repo=None)
+    assert push_if_asked(args, tmp_path) is None and calls == []
+    args.push_to_hub, args.hub_model_id, args.hub_private_repo = True, "me/ner", True
+    assert push_if_asked(args, tmp_path) == "commit"
+    assert calls == [((tmp_path, "me/ner"), {"token": None, "private": True})]
+    args.hub_model_id = None
+    push_if_asked(args, tmp_path)
+    assert calls[-1][0] == (tmp_path, tmp_path.name)
