@@ -93,3 +93,28 @@ def test_browser_shows_highlighted_entities_with_labels(driver, tmp_path: Path) 
     if keep != tmp_path:
         keep.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, keep / shot.name)
+
+
+def test_browser_shows_the_report_error_examples_highlighted(driver, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+
+    from nerfocal.report import WordPredictions, write_report
+
+    tokens = [["Anna", "Nowak", "visited", "Kraków", "today"]]
+    words = WordPredictions(
+        tokens, [["B-PER", "I-PER", "O", "B-LOC", "O"]], [["B-PER", "O", "O", "B-ORG", "O"]], None
+    )
+    write_report(tmp_path, words=words, source="gold.conll", formats=("html",))
+    driver.set_window_size(1000, 3000)
+    driver.get((tmp_path / "report.html").as_uri())
+    blocks = driver.find_elements(By.CSS_SELECTOR, ".nf-sbs")
+    assert len(blocks) == 2  # the wrong type and the wrong boundary
+    rows = blocks[0].find_elements(By.CSS_SELECTOR, ".nf-row")
+    assert [r.find_element(By.CSS_SELECTOR, ".nf-row-name").text for r in rows] == ["gold", "predicted"]
+    marks = [m for b in blocks for m in b.find_elements(By.CSS_SELECTOR, "mark")]
+    assert {"Kraków", "Anna Nowak"} <= {m.find_element(By.CSS_SELECTOR, ".nf-text").text for m in marks}
+    assert blocks[0].find_elements(By.CSS_SELECTOR, "mark.nf-wrong")  # the wrong prediction is outlined
+    background = marks[0].value_of_css_property("background-color")
+    assert background not in ("rgba(0, 0, 0, 0)", "transparent")  # the report page carries the entity CSS
+    shot = tmp_path / "report.png"
+    assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 1000
