@@ -56,7 +56,10 @@ def measure(
         paths = {"torch_fp32": Path(model_dir), "torch_bf16": Path(model_dir)}
         for variant, quantize in (("onnx_fp32", None), ("onnx_int8", "int8")):
             paths[variant] = Path(tmp) / variant
-            results["export"][variant] = export_model(model_dir, paths[variant], quantize=quantize)
+            # the int8 self-check (argmax agreement on a few generic texts) is reported, not enforced, here
+            results["export"][variant] = export_model(
+                model_dir, paths[variant], quantize=quantize, check=quantize is None
+            )
         reference: list[list[str]] = []
         for variant in VARIANTS:
             dtype = "bfloat16" if variant == "torch_bf16" else "float32"
