@@ -195,10 +195,15 @@ def _quantize_int8(source: Path, target: Path) -> None:
     root, handler, hint = logging.getLogger(), logging.NullHandler(), _DropPreprocessHint()
     root.addHandler(handler)
     root.addFilter(hint)
+    # onnxruntime may write scratch files (sym_shape_infer_temp.onnx, *.data) into the current
+    # directory (two were found in this repository's root): run it from a temporary one
+    cwd = os.getcwd()
+    scratch = tempfile.mkdtemp(prefix="nerfocal-quantize-")
     try:
+        os.chdir(scratch)
         quantize_dynamic(
-            source,
-            target,
+            Path(source).resolve(),
+            Path(target).resolve(),
             op_types_to_quantize=QUANTIZED_OPS,
             weight_type=QuantType.QInt8,
             per_channel=False,
@@ -206,6 +211,8 @@ def _quantize_int8(source: Path, target: Path) -> None:
             use_external_data_format=big,
         )
     finally:
+        os.chdir(cwd)
+        shutil.rmtree(scratch, ignore_errors=True)
         root.removeFilter(hint)
         root.removeHandler(handler)
 
