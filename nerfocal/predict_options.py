@@ -76,20 +76,22 @@ def predictor_loader(args: argparse.Namespace, **kwargs: Any) -> Any:
 
     from nerfocal.predict import Predictor
 
-    return functools.partial(
-        Predictor.from_pretrained,
-        args.model,
-        trust_remote_code=args.trust_remote_code,
-        device=args.device,
-        decode=args.decode,
-        temperature=not args.no_temperature,
-        max_length=args.max_length,
-        stride=args.stride,
-        batch_tokens=args.batch_tokens,
-        dtype=args.dtype,
-        backend=args.backend,
-        **kwargs,
-    )
+    return functools.partial(Predictor.from_pretrained, args.model, **predictor_kwargs(args), **kwargs)
+
+
+def predictor_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :meth:`Predictor.from_pretrained` set by :func:`add_model_arguments`."""
+    return {
+        "trust_remote_code": args.trust_remote_code,
+        "device": args.device,
+        "decode": args.decode,
+        "temperature": not args.no_temperature,
+        "max_length": args.max_length,
+        "stride": args.stride,
+        "batch_tokens": args.batch_tokens,
+        "dtype": args.dtype,
+        "backend": args.backend,
+    }
 
 
 def predictor_from_args(args: argparse.Namespace, **kwargs: Any) -> Any:

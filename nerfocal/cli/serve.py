@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from nerfocal.predict_options import add_model_argument, add_model_arguments
+from nerfocal.predict_options import add_model_argument, add_model_arguments, predictor_kwargs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,13 +51,5 @@ def run(args: argparse.Namespace) -> int:
         max_chars=args.max_chars,
         max_body_bytes=args.max_body_bytes,
         graceful_timeout=args.graceful_timeout,
-        trust_remote_code=args.trust_remote_code,
-        device=args.device,
-        decode=args.decode,
-        temperature=not args.no_temperature,
-        max_length=args.max_length,
-        stride=args.stride,
-        batch_tokens=args.batch_tokens,
-        dtype=args.dtype,
-        backend=args.backend,
+        **predictor_kwargs(args),
     )
