@@ -73,6 +73,8 @@ class NerTrainingArguments(TrainingArguments):
             if strategy == "steps" and self.eval_steps:
                 self.save_steps = self.eval_steps
             self.load_best_model_at_end = True
+            # a resumed run continues the count of evaluations without a gain (transformers resets it)
+            self.restore_callback_states_from_checkpoint = True
             self.metric_for_best_model = self.metric_for_best_model or "f1"
             if self.greater_is_better is None:
                 self.greater_is_better = self.metric_for_best_model not in ("loss", "eval_loss")

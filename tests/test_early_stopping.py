@@ -105,3 +105,66 @@ def test_the_best_dev_checkpoint_is_loaded_and_its_epoch_reported(
     last = load_file(str(out / f"checkpoint-{4 * steps_per_epoch}" / "model.safetensors"))
     assert all(torch.equal(final[k], best[k]) for k in best)
     assert any(not torch.equal(final[k], last[k]) for k in last)
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+def _scripted_metrics(monkeypatch: pytest.MonkeyPatch, scores: list[float], crash_at: int | None = None) -> None:
+    """dev F1 taken from ``scores`` in order; the evaluation number ``crash_at`` (1-based) raises instead."""
+    make = nerfocal.evaluate.make_compute_metrics
+
+    def scripted(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        real = make(*args, **kwargs)  # type: ignore[arg-type]
+        calls = iter(enumerate(scores, 1))
+
+        def compute(eval_pred: object) -> dict[str, float]:
+            number, score = next(calls)
+            if number == crash_at:
+                raise _Crash("killed")
+            return {**real(eval_pred), "f1": score}
+
+        return compute
+
+    monkeypatch.setattr(nerfocal.evaluate, "make_compute_metrics", scripted)
+
+
+def test_a_resumed_run_keeps_the_patience_count_and_stops_where_an_uninterrupted_one_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed during the 4th evaluation, resumed from the 3rd epoch's checkpoint: the count of evaluations
+    without a gain (1 after the 3rd) must come back from the checkpoint. Reset to 0, the run would go on to
+    the 5th evaluation (0.90) and keep a different best checkpoint."""
+    encoder = build_tiny_model(tmp_path / "encoder")
+    argv = _argv(tmp_path, encoder, "--early_stopping_patience", "2")
+    _scripted_metrics(monkeypatch, SCRIPTED_F1, crash_at=4)
+    with pytest.raises(_Crash):
+        train(*parse_config(argv))
+    out = tmp_path / "run"
+    steps_per_epoch = 64 // 16
+    assert (out / f"checkpoint-{3 * steps_per_epoch}").is_dir()
+    _scripted_metrics(monkeypatch, SCRIPTED_F1[3:])
+    result = train(*parse_config([*argv, "--resume_from_checkpoint", "auto"]))
+    assert result.status == 0
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert [h["eval_f1"] for h in state["log_history"] if "eval_f1" in h] == SCRIPTED_F1[:4]
+    assert state["best_global_step"] == 2 * steps_per_epoch
+    assert result.metrics and result.metrics["train"]["best_epoch"] == pytest.approx(2.0)
+
+
+def test_save_total_limit_one_still_keeps_and_loads_the_best_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoder = build_tiny_model(tmp_path / "encoder")
+    _scripted_metrics(monkeypatch, SCRIPTED_F1)
+    argv = _argv(tmp_path, encoder, "--early_stopping_patience", "2", "--save_total_limit", "1")
+    result = train(*parse_config(argv))
+    assert result.status == 0
+    out = tmp_path / "run"
+    steps_per_epoch = 64 // 16
+    best = out / f"checkpoint-{2 * steps_per_epoch}"
+    assert best.is_dir()  # Trainer never rotates the best checkpoint away
+    final = load_file(str(out / "model.safetensors"))
+    kept = load_file(str(best / "model.safetensors"))
+    assert all(torch.equal(final[k], kept[k]) for k in kept)
