@@ -176,3 +176,7 @@ def test_a_training_run_logs_and_records_the_normalised_vector(tmp_path: Path, c
     assert mean == pytest.approx(1.0, abs=1e-3)  # the vector is rounded to 4 digits
     assert alpha["B-PER"] == pytest.approx(alpha["O"] / 3, rel=1e-3)
     assert yaml.safe_load((out / "nerfocal_config.yaml").read_text())["alpha_normalization"] == "prior"
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "| `alpha_normalization` | `prior` |" in card
+    weights_row = card.split("| class weights used | ")[1].split("\n")[0]
+    assert weights_row.startswith(f"`O` {alpha['O']:g}, `B-EVENT` {alpha['B-EVENT']:g}, ")  # in id order
