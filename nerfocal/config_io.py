@@ -20,7 +20,7 @@ import yaml
 
 from nerfocal.io import atomic_open
 
-__all__ = ["check_field_types", "coerce_value", "config_to_dict", "load_yaml", "save_config"]
+__all__ = ["check_field_types", "coerce_value", "config_to_dict", "load_yaml", "parse_alpha", "save_config"]
 
 _DESCRIBE = {str: "a string", int: "an integer", float: "a number", bool: "true or false", type(None): "null"}
 
@@ -173,3 +173,31 @@ def save_config(path: str | Path, *configs: Any) -> None:
     """
     with atomic_open(path) as handle:
         handle.write(yaml.safe_dump(config_to_dict(*configs), sort_keys=False))
+
+
+def parse_alpha(value: Any) -> Any:
+    """Turn a CLI/YAML alpha into None, a float, 'auto', a list of floats or a dict of floats."""
+    if value is None or (isinstance(value, (float, int)) and not isinstance(value, bool)):
+        return None if value is None else float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in ("", "none", "null"):
+            return None
+        if text.lower() == "auto":
+            return "auto"
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError(
+                f"alpha: expected none, a number, 'auto', a JSON list or a JSON object, got {text!r}"
+            ) from None
+        return parse_alpha(value)
+    if isinstance(value, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ):
+        return [float(v) for v in value]
+    if isinstance(value, dict) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
+    ):
+        return {str(k): float(v) for k, v in value.items()}
+    raise ValueError(f"alpha: expected none, a number, 'auto', a list or a mapping of numbers, got {value!r}")

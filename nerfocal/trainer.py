@@ -70,7 +70,8 @@ class FocalLossTrainer(Trainer):
     Args:
         loss_config: a :class:`~nerfocal.config.LossConfig`.
         label_list: label names in id order (for dict alpha).
-        label_counts: training frequency of each label (for ``alpha="auto"``).
+        label_counts: training frequency of each label (for ``alpha="auto"`` and
+            ``alpha_normalization="prior"``).
         *args, **kwargs: passed to ``transformers.Trainer``.
     """
 
@@ -93,11 +94,22 @@ class FocalLossTrainer(Trainer):
         self.model_accepts_loss_kwargs = True
         self.loss_config = loss_config
         self.label_list = list(label_list)
-        alpha = resolve_alpha(loss_config.alpha, self.label_list, label_counts)
+        normalization = loss_config.alpha_normalization
+        alpha = resolve_alpha(loss_config.alpha, self.label_list, label_counts, normalization=normalization)
         self.alpha: torch.Tensor | None = alpha
+        if alpha is not None:
+            logger.info("alpha (%s normalisation): %s", normalization, self.alpha_by_label())
         self._ce_steps: int | None = None
         self._tokens_per_step: float | None = None
         self._switch_logged = False
+
+    def alpha_by_label(self) -> dict[str, float] | None:
+        """The class weights the loss uses, by label name (rounded to 4 digits), or None without alpha."""
+        if self.alpha is None:
+            return None
+        return {
+            label: round(float(w), 4) for label, w in zip(self.label_list, self.alpha.tolist(), strict=True)
+        }
 
     # ---- loss schedule ---------------------------------------------------------------------
 

@@ -267,7 +267,9 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> TrainResul
     tokenizer = load_tokenizer(model_cfg.tokenizer_name or model_path, model_cfg.trust_remote_code)
     prepared = prepare_data(data_cfg, tokenizer, data)
     # an alpha that does not fit the labels fails now, before the model is loaded
-    resolve_alpha(loss_cfg.alpha, prepared.label_list, prepared.label_counts)
+    resolve_alpha(
+        loss_cfg.alpha, prepared.label_list, prepared.label_counts, normalization=loss_cfg.alpha_normalization
+    )
     model = build_model(model_cfg, loss_cfg, prepared)
     stopper = StopOnSignal()  # SIGTERM/SIGINT: checkpoint, then stop
     trainer = build_trainer(model, tokenizer, prepared, data_cfg, loss_cfg, args, callbacks=[stopper])
@@ -295,6 +297,7 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> TrainResul
             **train_result.metrics,
             **best_checkpoint_info(trainer.state),
             "global_step": trainer.state.global_step,
+            "alpha": trainer.alpha_by_label(),  # the class weights the loss used (after alpha_normalization)
             "wall_seconds": round(train_seconds, 1),
             "num_input_tokens_seen": trainer.state.num_input_tokens_seen,  # non-padding by default
             "train_tokens_per_second": round(

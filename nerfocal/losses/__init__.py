@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from torch import Tensor
 
 from nerfocal.losses._core import IGNORE_INDEX, REDUCTIONS
-from nerfocal.losses.alpha import resolve_alpha
+from nerfocal.losses.alpha import ALPHA_NORMALIZATIONS, normalize_alpha, resolve_alpha
 from nerfocal.losses.dice import DiceLoss, dice_loss
 from nerfocal.losses.focal import (
     AdaptiveFocalLoss,
@@ -48,6 +48,7 @@ from nerfocal.losses.margin import (
 )
 
 __all__ = [
+    "ALPHA_NORMALIZATIONS",
     "FOCAL_FAMILY",
     "IGNORE_INDEX",
     "LOSSES",
@@ -70,6 +71,7 @@ __all__ = [
     "focal_loss",
     "loss_params",
     "margin_loss",
+    "normalize_alpha",
     "resolve_alpha",
     "soft_margin_loss",
 ]

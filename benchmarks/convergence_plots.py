@@ -1,0 +1,153 @@
+"""The figures of the convergence benchmark (``benchmarks/convergence.py``), drawn from its records alone.
+
+* ``convergence_learning_curve.png``: test entity F1 against the share of the CoNLL-2003 training
+  sentences (1%, 5%, 25%, 100%; log axis), one line per row run at two sizes or more: the seed mean,
+  with a band of ± one (sample) standard deviation where a size has two seeds or more.
+* ``convergence_dev_f1_<dataset>.png``: dev entity F1 after each epoch, one line per row: the seed
+  mean over the epochs that every seed of the row reached (early stopping ends seeds at different
+  epochs), each seed's own curve as a thin line, and a star at each run's best epoch (the
+  checkpoint early stopping kept) at that run's dev F1.
+
+Figures are drawn on matplotlib's Agg canvas and written atomically by ``nerfocal.report.plots``. A
+figure that cannot be drawn (matplotlib missing, too few results, a malformed record) is skipped with
+a printed reason: the benchmark never fails on a figure.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from pathlib import Path
+from typing import Any
+
+Table = dict[str, dict[str, list[dict[str, Any]]]]  # dataset -> row -> finished runs (records)
+
+
+class SkipFigure(Exception):
+    """The data at hand cannot make this figure; the message says why."""
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def learning_curve(table: Table, shares: dict[str, float], path: Path) -> list[str]:
+    """Test F1 (%) against the training share (%) of ``shares`` (dataset key -> share in (0, 1]).
+
+    Returns the rows drawn.
+    """
+    from nerfocal.report.plots import new_figure, save_png
+
+    series: dict[str, list[tuple[float, float, float]]] = {}  # row -> (share %, mean F1 %, std)
+    for dataset, share in shares.items():
+        for row, runs in table.get(dataset, {}).items():
+            mean, std = _mean_std([100.0 * r["test"]["f1"] for r in runs])
+            series.setdefault(row, []).append((100.0 * share, mean, std))
+    lines = {row: sorted(points) for row, points in series.items() if len(points) >= 2}
+    if not lines:
+        raise SkipFigure("no row has test results at two or more CoNLL-2003 training sizes")
+    fig = new_figure(7.0, 4.4)
+    ax = fig.add_subplot()
+    for row, points in lines.items():
+        x, mean, std = (list(v) for v in zip(*points, strict=True))
+        (line,) = ax.plot(x, mean, marker="o", label=row)
+        if any(std):
+            low = [m - s for m, s in zip(mean, std, strict=True)]
+            high = [m + s for m, s in zip(mean, std, strict=True)]
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
+    ticks = sorted({x for points in lines.values() for x, _, _ in points})
+    ax.set_xscale("log")
+    ax.set_xticks(ticks, [f"{t:g}%" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("share of the CoNLL-2003 training sentences")
+    ax.set_ylabel("test entity F1 (%), mean ± std over seeds")
+    ax.set_title("CoNLL-2003: test F1 at convergence against training-set size")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    save_png(fig, path)
+    return list(lines)
+
+
+def _curve(record: dict[str, Any]) -> dict[float, float]:
+    """Epoch -> dev F1 of one run; the first evaluation logged at an epoch counts."""
+    curve: dict[float, float] = {}
+    for epoch, f1 in record.get("dev_curve") or []:
+        curve.setdefault(round(float(epoch), 3), float(f1))
+    return curve
+
+
+def dev_curves(dataset: str, by_row: dict[str, list[dict[str, Any]]], path: Path) -> list[str]:
+    """Dev F1 (%) per epoch of every row of ``dataset``; stars at each run's best epoch. Returns the rows drawn."""
+    from nerfocal.report.plots import new_figure, save_png
+
+    fig = new_figure(7.0, 4.4)
+    ax = fig.add_subplot()
+    drawn: list[str] = []
+    for row, runs in by_row.items():
+        curves = [(r, c) for r in runs if (c := _curve(r))]
+        if not curves:
+            continue
+        epochs = sorted(set.intersection(*(set(c) for _, c in curves)))
+        if not epochs:
+            continue
+        mean = [100.0 * statistics.fmean(c[e] for _, c in curves) for e in epochs]
+        seeds = len(curves)
+        (line,) = ax.plot(epochs, mean, marker=".", label=f"{row} ({seeds} seed{'' if seeds == 1 else 's'})")
+        for record, curve in curves:
+            if seeds > 1:  # each seed faintly, also past the epochs they all reached
+                x = sorted(curve)
+                ax.plot(x, [100.0 * curve[e] for e in x], color=line.get_color(), alpha=0.3, linewidth=0.8)
+            best = record.get("train", {}).get("best_epoch")
+            if best is None:
+                continue
+            f1 = curve.get(round(float(best), 3), record["train"].get("best_metric"))
+            if f1 is not None and math.isfinite(float(f1)):
+                ax.plot([float(best)], [100.0 * float(f1)], marker="*", markersize=11, color=line.get_color())
+        drawn.append(row)
+    if not drawn:
+        raise SkipFigure(f"no run of {dataset} has a dev curve")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("dev entity F1 (%)")
+    ax.set_title(f"{dataset}: dev F1 per epoch (seed mean, thin: each seed; stars: best epochs)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    save_png(fig, path)
+    return drawn
+
+
+def write_figures(table: Table, shares: dict[str, float], img: Path, doc_dir: Path) -> list[str]:
+    """Draw every figure into ``img``; the Markdown lines linking those drawn (paths relative to ``doc_dir``).
+
+    Never raises: a figure that cannot be drawn is skipped with a printed reason.
+    """
+    jobs: list[tuple[str, Path, Any]] = [
+        (
+            "Test F1 against the share of the CoNLL-2003 training set",
+            img / "convergence_learning_curve.png",
+            lambda p: learning_curve(table, shares, p),
+        )
+    ]
+    for dataset, by_row in table.items():
+        jobs.append(
+            (
+                f"Dev F1 per epoch, {dataset}",
+                img / f"convergence_dev_f1_{dataset}.png",
+                lambda p, d=dataset, b=by_row: dev_curves(d, b, p),
+            )
+        )
+    lines: list[str] = []
+    for title, path, draw in jobs:
+        try:
+            img.mkdir(parents=True, exist_ok=True)
+            draw(path)
+        except Exception as err:  # a figure never stops the benchmark
+            reason = str(err) if isinstance(err, SkipFigure) else f"{type(err).__name__}: {err}"
+            print(f"[convergence] figure {path.name} skipped: {reason}", flush=True)
+            continue
+        link = Path(os.path.relpath(path, doc_dir)).as_posix()
+        lines += [f"![{title}]({link})", ""]
+    return lines
