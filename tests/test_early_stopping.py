@@ -111,7 +111,9 @@ class _Crash(RuntimeError):
     pass
 
 
-def _scripted_metrics(monkeypatch: pytest.MonkeyPatch, scores: list[float], crash_at: int | None = None) -> None:
+def _scripted_metrics(
+    monkeypatch: pytest.MonkeyPatch, scores: list[float], crash_at: int | None = None
+) -> None:
     """dev F1 taken from ``scores`` in order; the evaluation number ``crash_at`` (1-based) raises instead."""
     make = nerfocal.evaluate.make_compute_metrics
 

@@ -360,3 +360,22 @@ def test_a_dataset_that_does_not_divide_the_step_trains_on_two_processes_as_on_o
     assert sorted(expected) == [1, 2, 3, 4]
     assert step_losses(two) == pytest.approx(expected, rel=1e-4)
     assert_same_weights(two, one)
+
+
+@pytest.mark.slow
+def test_early_stopping_on_two_processes_stops_and_keeps_the_best_as_one_process(
+    files: dict[str, Path],
+) -> None:
+    """Both processes must see the same dev F1 (gathered over all of dev) to agree when to stop; a rank
+    scoring only its own share would stop at another epoch, or hang its peer in the next all-reduce."""
+    extra = ["--max_steps", "-1", "--num_train_epochs", "5", "--early_stopping_patience", "1"]
+    two = files["tmp"] / "es_two"
+    launch(TRAIN_SCRIPT, sgd_args(files, two, 4, *extra), files["tmp"])
+    one = files["tmp"] / "es_one"
+    assert train_main(sgd_args(files, one, 8, "--use_cpu", "true", *extra)) == 0
+    curve = [h["eval_f1"] for h in state(one)["log_history"] if "eval_f1" in h]
+    assert 1 < len(curve) < 5, curve  # stopped early, after at least one evaluation without a gain
+    assert [h["eval_f1"] for h in state(two)["log_history"] if "eval_f1" in h] == pytest.approx(curve)
+    assert state(two)["global_step"] == state(one)["global_step"]
+    assert state(two)["best_global_step"] == state(one)["best_global_step"]
+    assert_same_weights(two, one)
