@@ -280,3 +280,28 @@ def test_report_without_matplotlib_keeps_the_tables(
     markdown = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "| kind | count | FP | FN |" in markdown and "![" not in markdown
     assert "Figures left out: matplotlib is not installed" in markdown
+
+
+def test_the_checkpoint_kept_by_early_stopping_is_named_and_starred(run_dir: Path, tmp_path: Path) -> None:
+    from nerfocal.report.blocks import Text, _Figures, _section_training_curves
+    from nerfocal.report.plots import plot_training
+
+    state = json.loads((run_dir / "trainer_state.json").read_text())
+    evals = [h for h in state["log_history"] if "eval_f1" in h]
+    kept = evals[0]
+    state["best_global_step"] = kept["step"]
+    blocks = _section_training_curves(state, _Figures(tmp_path / "img"))
+    sentences = [b.text for b in blocks if isinstance(b, Text)]
+    assert any(
+        f"checkpoint of step {kept['step']}" in t and f"{100 * kept['eval_f1']:.2f}" in t for t in sentences
+    )
+    plain = plot_training(state["log_history"], tmp_path / "plain.png")
+    starred = plot_training(state["log_history"], tmp_path / "starred.png", best_step=kept["step"])
+    assert plot_training(state["log_history"], tmp_path / "again.png") == plain  # deterministic bytes
+    assert plain != starred
+    state["best_global_step"] = None
+    assert not any(
+        "Early stopping" in b.text
+        for b in _section_training_curves(state, _Figures(tmp_path))
+        if isinstance(b, Text)
+    )

@@ -199,7 +199,22 @@ def _section_per_type_figure(
 def _section_training_curves(state: Any, figures: _Figures) -> list[Block]:
     blocks: list[Block] = [Heading(SECTIONS[3])]
     if state and state.get("log_history"):
-        blocks += figures.draw("training", "training curves", "plot_training", state["log_history"])
+        best = state.get("best_global_step")
+        kept = [h for h in state["log_history"] if h.get("step") == best and "eval_f1" in h]
+        if best and kept:
+            blocks.append(
+                Text(
+                    f"Early stopping kept the checkpoint of step {best} (epoch {_num(kept[0].get('epoch'))}, "
+                    f"dev F1 {_pct(kept[0]['eval_f1'])}), starred on the dev-F1 curve."
+                )
+            )
+        blocks += figures.draw(
+            "training",
+            "training curves",
+            "plot_training",
+            state["log_history"],
+            best_step=best if kept else None,
+        )
     else:
         blocks.append(Text("No trainer_state.json (log history) in this directory."))
     return blocks

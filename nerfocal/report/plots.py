@@ -156,8 +156,11 @@ def training_series(log_history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"series": series, "switches": switches}
 
 
-def plot_training(log_history: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> bytes:
-    """Training/eval loss, learning rate and dev F1 against the step, the CE -> focal switch marked."""
+def plot_training(
+    log_history: Sequence[Mapping[str, Any]], path: str | Path, title: str = "", best_step: int | None = None
+) -> bytes:
+    """Training/eval loss, learning rate and dev F1 against the step, the CE -> focal switch marked, and
+    the checkpoint kept by early stopping (``best_step``) starred on the dev-F1 panel."""
     parsed = training_series(log_history)
     series, switches = parsed["series"], parsed["switches"]
     if not series:
@@ -200,6 +203,12 @@ def plot_training(log_history: Sequence[Mapping[str, Any]], path: str | Path, ti
             fontsize=9,
             bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
         )
+    dev = series.get("dev F1")
+    if best_step is not None and dev and best_step in dev[0]:
+        value = dev[1][dev[0].index(best_step)]
+        axes[2].axvline(best_step, color="#2ca02c", ls=":", lw=1.2)
+        axes[2].plot([best_step], [value], marker="*", ms=13, color="#2ca02c", ls="none", label="kept")
+        axes[2].legend(fontsize=8.5)
     axes[-1].set_xlabel("optimizer step")
     fig.suptitle(title or "Training curves")
     return save_png(fig, path)
