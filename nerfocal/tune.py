@@ -28,6 +28,8 @@ DEFAULT_SPACE: dict[str, dict[str, Any]] = {
     "prior_init": {"type": "categorical", "choices": [True, False]},
     "ce_warmup_epochs": {"type": "categorical", "choices": [0.0, 0.1, 0.5]},
     "alpha": {"type": "categorical", "choices": [None, 0.75, "auto"]},
+    # searched only in trials whose alpha is not none (see suggest)
+    "alpha_normalization": {"type": "categorical", "choices": ["none", "prior"]},
     "loss": {"type": "categorical", "choices": ["focal", "focal_adaptive", "ce"]},
 }
 SPACE_TYPES = ("float", "log", "int", "categorical")
@@ -85,6 +87,8 @@ def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One trial's settings from the space (optuna's ``suggest_*``)."""
     values: dict[str, Any] = {}
     for name, spec in space.items():
+        if name == "alpha_normalization" and values.get("alpha", spec) is None:
+            continue  # rescales an alpha: meaningless (and an error) without one, so not searched then
         if spec["type"] == "categorical":
             # optuna stores categorical choices as they are; None and mixed types are allowed
             values[name] = trial.suggest_categorical(name, spec["choices"])

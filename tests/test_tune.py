@@ -115,3 +115,15 @@ def test_tune_without_a_dev_set_is_an_error(tmp_path: Path, capsys: pytest.Captu
     argv = ["tune", "--study-dir", str(tmp_path / "s"), "--train_file", str(SAMPLE / "train.conll")]
     assert main(argv) == 2
     assert "needs a development set" in capsys.readouterr().err
+
+
+def test_alpha_normalization_is_searched_only_for_trials_with_an_alpha() -> None:
+    import optuna
+
+    from nerfocal.tune import DEFAULT_SPACE, suggest
+
+    base = {"learning_rate": 1e-4, "gamma": 2.0, "prior_init": True, "ce_warmup_epochs": 0.0, "loss": "focal"}
+    without = suggest(optuna.trial.FixedTrial({**base, "alpha": None}), DEFAULT_SPACE)
+    assert without["alpha"] is None and "alpha_normalization" not in without
+    fixed = optuna.trial.FixedTrial({**base, "alpha": "auto", "alpha_normalization": "prior"})
+    assert suggest(fixed, DEFAULT_SPACE)["alpha_normalization"] == "prior"
