@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nerfocal.io import atomic_open, write_text
+from nerfocal.io import atomic_open
 from nerfocal.predict_workers import document_chunks, serialise_predictions
 
 if TYPE_CHECKING:
@@ -142,7 +142,9 @@ def _status_path(parts: Path, rank: int) -> Path:
 
 
 def _write_status(parts: Path, rank: int, state: str, done: int, message: str = "") -> None:
-    write_text(_status_path(parts, rank), f"{state} {done} {' '.join(message.split())}".rstrip() + "\n")
+    # atomic_open, not write_text: a folder the main process removed (it was stopped) is not made again
+    with atomic_open(_status_path(parts, rank)) as handle:
+        handle.write(f"{state} {done} {' '.join(message.split())}".rstrip() + "\n")
 
 
 def _read_statuses(parts: Path, size: int) -> list[tuple[str, int, str]]:
@@ -299,7 +301,8 @@ def predict_on_ranks(
                 message = str(err) if isinstance(err, _PASSED_ON) else f"{type(err).__name__}: {err}"
                 _write_status(parts, world.rank, "failed", 0, message)
             except BaseException as err:  # Ctrl-C, SIGTERM: the other ranks stop at their next chunk
-                _write_status(parts, world.rank, "failed", 0, f"interrupted ({type(err).__name__})")
+                with contextlib.suppress(OSError):  # the folder may be gone: the main process stopped too
+                    _write_status(parts, world.rank, "failed", 0, f"interrupted ({type(err).__name__})")
                 raise
             statuses = _wait_for_all(parts, world, on_progress)
             dist.barrier()
