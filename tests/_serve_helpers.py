@@ -7,11 +7,10 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+from nerfocal.serve import wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,18 +52,12 @@ def start_server(model_dir: Path, *, timeout: float = 90.0, **options: Any) -> t
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}: {process.communicate()[0]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"server did not answer /health within {timeout} s: {process.communicate()[0]}")
+    try:
+        wait_until_healthy(url, timeout=timeout, process=process)
+    except (RuntimeError, TimeoutError) as err:
+        process.kill()
+        raise RuntimeError(f"{err}: {process.communicate()[0]}") from None
+    return process, url
 
 
 def stop_server(process: subprocess.Popen) -> None:

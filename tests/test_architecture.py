@@ -107,8 +107,8 @@ def test_nothing_imports_the_command_lines_and_no_command_line_imports_another()
             assert cli == set(), (module, cli)
 
 
-def test_benchmarks_and_scripts_import_only_the_library_or_the_dispatcher():
-    for folder in ("benchmarks", "scripts"):
+def test_benchmarks_scripts_and_examples_import_only_the_library_or_the_dispatcher():
+    for folder in ("benchmarks", "scripts", "examples"):
         for path in (ROOT / folder).rglob("*.py"):
             if path.name == "train_ner.py":  # the training entry point itself
                 continue

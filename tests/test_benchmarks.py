@@ -111,3 +111,57 @@ def test_every_row_names_real_training_flags():
         if flags is None:
             continue
         parse_config(["--output_dir", "/tmp/x", "--model_name_or_path", "m", *flags])
+
+
+def _load(texts_per_s: float, errors: int = 0, refused: dict | None = None) -> dict:
+    return {
+        "clients": 32,
+        "seconds": 60.2,
+        "requests": 1000,
+        "good_requests": 900,
+        "texts_per_s": texts_per_s,
+        "p50_ms": 80.0,
+        "p99_ms": 300.0,
+        "errors": errors,
+        "refused_as_expected": refused or {},
+        "server_batches": {"batches": 100, "documents": 900, "largest": 31},
+        "server_exit_status": 0,
+    }
+
+
+@pytest.mark.parametrize(("served", "verdict"), [(75.0, "**75%**, met"), (60.0, "**60%**, not met")])
+def test_serve_section_compares_the_server_with_the_predictor(served, verdict):
+    import serve_bench
+
+    results = {
+        "sentences": 3453,
+        "model": "m",
+        "command": "c",
+        "machine": "x",
+        "predictor": {"sentences_per_s": 100.0, "threads": 2},
+        "good": _load(served),
+        "mixed": _load(50.0, errors=1, refused={"bad_json": 3, "too_large_body": 2}),
+    }
+    text = serve_bench.render(results, SimpleNamespace(bad_fraction=0.2))
+    assert verdict in text
+    assert f"| {served:.0f} | {served / 100:.2f}x | 80 | 300 | 900 | 0 |" in text
+    assert "5 bad requests" in text and "bad_json 3" in text and "too_large_body 2" in text
+    assert "**1** in both runs" in text
+
+
+def test_workers_section_says_when_the_outputs_differ():
+    import predict_workers
+
+    runs = {1: {"seconds": 10.0, "sentences_per_s": 345.0, "threads": 2}}
+    runs[2] = {"seconds": 8.0, "sentences_per_s": 431.0, "threads": 1}
+    results = {
+        "runs": runs,
+        "sentences": 3453,
+        "model": "m",
+        "chunk_size": 256,
+        "command": "c",
+        "machine": "x",
+    }
+    text = predict_workers.render({**results, "identical": True})
+    assert "| 2 | 1 | 8.0 | 431 | 1.25x |" in text and "**byte-identical**" in text
+    assert "**NOT identical**" in predict_workers.render({**results, "identical": False})

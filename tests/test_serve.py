@@ -367,3 +367,48 @@ def test_load_script_gets_every_malformed_request_its_4xx(model_dir: Path, tmp_p
         assert set(results["refused_as_expected"]) == set(serve_load.BAD_KINDS)
     finally:
         stop_server(process)
+
+
+# --- wait_until_healthy: the one wait of the tests, the load benchmark and any other launcher ---------
+
+
+def test_wait_until_healthy_waits_through_a_503_and_returns_on_200() -> None:
+    import http.server
+
+    from nerfocal.serve import wait_until_healthy
+
+    answers = [503, 503, 200]
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(answers.pop(0) if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{server.server_port}/", timeout=10, interval=0.01)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answers == []
+
+
+def test_wait_until_healthy_stops_when_the_server_process_exits_or_the_time_is_up() -> None:
+    from _serve_helpers import free_port
+
+    from nerfocal.serve import wait_until_healthy
+
+    url = f"http://127.0.0.1:{free_port()}"
+    process = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    process.wait(timeout=30)
+    with pytest.raises(RuntimeError, match=f"the server exited with status 3 before {url}/health answered"):
+        wait_until_healthy(url, timeout=30, process=process)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match=f"{url}/health did not answer within 0.5 s"):
+        wait_until_healthy(url, timeout=0.5, interval=0.05)
+    assert time.monotonic() - start < 5

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nerfocal.documents import INPUT_FORMATS, OUTPUT_FORMATS
@@ -76,9 +77,13 @@ def run(args: argparse.Namespace) -> int:
     )
     from nerfocal.io import check_not_input, text_encoding
     from nerfocal.predict_options import predictor_from_args
+    from nerfocal.predict_ranks import launched_world
 
     if args.num_workers < 1:
         raise ValueError(f"--num-workers: expected a positive number of processes, got {args.num_workers}")
+    world = launched_world()
+    if world is not None:
+        return _run_on_ranks(args, world)
     documents = read_documents(args.input, args.input_format, args.encoding, args.split_pattern)
     text_encoding(args.encoding)  # fail before loading the model
     total = None
@@ -141,4 +146,70 @@ def _run_in_processes(
         return 1
     finally:
         chunks.close()  # stops the worker processes
+    return 0
+
+
+def _run_on_ranks(args: argparse.Namespace, world: Any) -> int:
+    """Under torchrun / accelerate launch: this rank's shard; the main process writes the output."""
+    from tqdm import tqdm
+
+    from nerfocal.documents import check_input, count_documents, read_documents
+    from nerfocal.entities_html import PAGE_END, page_start
+    from nerfocal.io import check_not_input, text_encoding
+    from nerfocal.predict_options import predictor_loader
+    from nerfocal.predict_ranks import RankError, predict_on_ranks, rank_device
+
+    launch = f"under a launch of {world.size} processes (WORLD_SIZE={world.size})"
+    if args.num_workers != 1:
+        raise ValueError(
+            f"--num-workers: expected 1 {launch}, where each rank is a process, got {args.num_workers}"
+        )
+    if args.input == "-" or args.output == "-":
+        option = "--input" if args.input == "-" else "--output"
+        raise ValueError(f"{option}: expected a file {launch}, got - (every rank reads the input file)")
+    if Path(args.output).exists() and not Path(args.output).is_file():
+        raise ValueError(f"--output {args.output}: expected a regular file {launch}")
+    text_encoding(args.encoding)
+    check_input(args.input)
+    check_not_input(args.output, args.input)
+    total = count_documents(args.input, args.input_format, args.encoding)
+    if total is None:
+        raise ValueError(
+            f"--input {args.input}: expected a regular file {launch} (its documents are counted)"
+        )
+    args.device = rank_device(args.device, world)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one "Loading weights" bar per rank would bury the progress bar
+    load = predictor_loader(args, split_pattern=args.split_pattern, chunk_size=args.chunk_size)
+    html = args.output_format == "html"
+    progress = tqdm(
+        desc="predict",
+        total=total,
+        unit=" docs",
+        file=sys.stderr,
+        disable=args.quiet or not world.is_main,
+        dynamic_ncols=True,
+    )
+    try:
+        with progress:
+            predict_on_ranks(
+                read_documents(args.input, args.input_format, args.encoding, args.split_pattern),
+                total,
+                args.output,
+                load,
+                world=world,
+                output_format=args.output_format,
+                word_tags=args.word_tags,
+                header=page_start(f"nerfocal predict: {args.input}") if html else "",
+                footer=PAGE_END if html else "",
+                progress=progress,
+            )
+    except (RankError, ValueError, OSError) as err:
+        if not world.is_main:  # the main process reports every rank's failure in one line
+            return 1 if isinstance(err, RankError) else 2
+        if not isinstance(err, RankError):
+            raise
+        print(f"nerfocal predict: error: {err}", file=sys.stderr)
+        return 1
     return 0

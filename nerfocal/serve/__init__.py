@@ -15,6 +15,6 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 
 from nerfocal.serve.app import Limits, create_app
 from nerfocal.serve.batcher import MicroBatcher, estimate_tokens
-from nerfocal.serve.server import run
+from nerfocal.serve.server import run, wait_until_healthy
 
-__all__ = ["Limits", "MicroBatcher", "create_app", "estimate_tokens", "run"]
+__all__ = ["Limits", "MicroBatcher", "create_app", "estimate_tokens", "run", "wait_until_healthy"]

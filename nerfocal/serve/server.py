@@ -1,10 +1,18 @@
-"""Start ``nerfocal serve``: load a model directory and run the API under uvicorn until SIGTERM/SIGINT."""
+"""Start ``nerfocal serve``: load a model directory and run the API under uvicorn until SIGTERM/SIGINT.
+
+:func:`wait_until_healthy` waits for a server started elsewhere (a subprocess, a container) to answer.
+"""
 
 from __future__ import annotations
 
+import http.client
 import logging
 import signal
+import subprocess
 import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +89,35 @@ def run(
         return 1
     logger.info("stopped after %s", signal.Signals(received[0]).name if received else "shutdown")
     return 0
+
+
+def wait_until_healthy(
+    url: str, *, timeout: float = 120.0, process: subprocess.Popen[Any] | None = None, interval: float = 0.2
+) -> None:
+    """Poll ``GET url/health`` until it answers 200 (no proxy: the server is usually on this machine).
+
+    Args:
+        url: the server's base URL, e.g. ``http://127.0.0.1:8000``.
+        timeout: seconds to wait in all.
+        process: the server's process, when this program started it: its exit ends the wait at once.
+        interval: seconds between two tries.
+
+    Raises:
+        RuntimeError: ``process`` exited before the server answered (naming its exit status).
+        TimeoutError: no 200 answer within ``timeout`` seconds.
+    """
+    health = url.rstrip("/") + "/health"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode} before {health} answered")
+        try:
+            with opener.open(health, timeout=min(2.0, timeout)) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError, http.client.HTTPException):
+            pass  # not listening yet, or not ready (503)
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{health} did not answer within {timeout:g} s")
+        time.sleep(interval)
