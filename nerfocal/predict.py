@@ -9,7 +9,9 @@ Pipeline for a chunk of documents (a bounded buffer, so memory stays flat on any
    maximum length come back as overlapping windows (``stride`` shared tokens);
 2. each word is read from exactly one window: the one where its first sub-word has the most
    context on both sides (vectorised with ``scatter_reduce``);
-3. windows are sorted by length and run in batches of at most ``batch_tokens`` padded tokens;
+3. windows are sorted by length and run in batches of at most ``batch_tokens`` padded tokens, a batch
+   closing before a window under half its width (padding never more than doubles a row's cost: what
+   keeps the server's small mixed-length micro-batches near the speed of long sorted chunks);
 4. the first sub-word's log-probabilities (logits divided by the model's temperature) are decoded
    per document, by constrained Viterbi (default) or argmax, vectorised over documents (a document
    longer than ``VITERBI_SEGMENT`` words: over overlapping segments of it).
@@ -288,8 +290,11 @@ class Predictor:
         while start < len(order):
             width = window_lengths[order[start]]
             size = max(1, min(self.max_batch_size, self.batch_tokens // width))
-            batch = order[start : start + size]
-            start += size
+            end = start + 1
+            while end < min(start + size, len(order)) and 2 * window_lengths[order[end]] >= width:
+                end += 1
+            batch = order[start:end]
+            start = end
             out_rows = self._forward([input_ids[r] for r in batch], width)  # [b, width, C]
             index = torch.tensor(batch)
             mask = selected[index, :width]

@@ -520,3 +520,26 @@ def test_bfloat16_runs_the_encoder_in_bf16_and_keeps_float32_scores(tmp_path: Pa
         assert len(x.tags) == len(y.tags) and all(isinstance(s, float) and 0 <= s <= 1 for s in y.scores)
     with pytest.raises(ValueError, match="expected dtype in"):
         Predictor.from_pretrained(model_dir, dtype="int4")
+
+
+def test_a_batch_closes_before_a_window_under_half_its_width(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mixed lengths (the server's micro-batches): no row is padded to more than twice its length, and the
+    tags are those of predicting each document alone."""
+    predictor = Predictor.from_pretrained(model_dir, device="cpu")
+    texts = ["word " * n for n in (40, 30, 21, 19, 9, 3, 2)]
+    calls: list[tuple[int, list[int]]] = []
+    forward = predictor._forward
+
+    def spy(rows: list[list[int]], width: int) -> Any:
+        calls.append((width, [len(r) for r in rows]))
+        return forward(rows, width)
+
+    monkeypatch.setattr(predictor, "_forward", spy)
+    together = predictor.predict_chunk([Document.from_text(t) for t in texts])
+    assert len(calls) > 1
+    assert all(2 * min(lengths) >= width for width, lengths in calls), calls
+    assert sum(len(lengths) for _, lengths in calls) * max(w for w, _ in calls) <= predictor.batch_tokens
+    alone = [predictor.predict_chunk([Document.from_text(t)])[0] for t in texts]
+    assert [p.tags for p in together] == [p.tags for p in alone]
