@@ -14,7 +14,8 @@ Protocol (the same for every row, the reference recipe included):
 
 Finished runs are appended to ``benchmarks/results/convergence.jsonl`` (committed: metrics and the dev
 curve, no weights) and never retrained unless ``--force``; the command can be stopped at any time and
-resumed. Model checkpoints are deleted after each run (only the metrics are kept). ``--cached-only``
+resumed: a run stopped mid-way continues from its latest epoch checkpoint (its time-to-best is then
+unknown and shown as nan). Model checkpoints are deleted after each run (only the metrics are kept). ``--cached-only``
 trains nothing and needs neither ../shared/data nor a model: the section and its figures (learning
 curve over the CoNLL-2003 sizes, dev F1 per epoch; ``convergence_plots.py``, into docs/img) come from
 the jsonl alone.
@@ -136,8 +137,15 @@ def run_one(dataset: str, row: str, lr: float, seed: int, args: Any, work: Path)
             "--learning_rate", str(lr), "--early_stopping_patience", "2", "--unknown_labels", "O",
             "--logging_steps", "10", *common, *flags,
         )  # fmt: skip
-    print(f"[convergence] {key}", flush=True)
-    run(cmd, out / "log.txt", env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    # a run stopped before it finished (a session's end) continues from its latest epoch checkpoint
+    resumed = any((c / "trainer_state.json").is_file() for c in out.glob("checkpoint-*"))
+    if resumed:
+        cmd += ["--resume"] if flags is None else ["--resume_from_checkpoint", "auto"]
+    elif flags is not None:
+        cmd += ["--overwrite_output_dir", "true"]  # the leftovers of a run killed before its 1st epoch
+    print(f"[convergence] {key}{' (resumed)' if resumed else ''}", flush=True)
+    log = out / ("log_resumed.txt" if resumed else "log.txt")
+    run(cmd, log, env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
     results = json.loads((out / "eval_results.json").read_text())
     state_file = out / "trainer_state.json"
     history = results.get("log_history")
@@ -151,6 +159,7 @@ def run_one(dataset: str, row: str, lr: float, seed: int, args: Any, work: Path)
         "seed": seed,
         "epochs": epochs,
         "train": results["train"],
+        "resumed": resumed,  # train_runtime then covers only the resumed part
         "validation": results["validation"],
         "test": results["test"],
         "dev_curve": [(h["epoch"], h["eval_f1"]) for h in history or [] if "eval_f1" in h],
@@ -212,6 +221,8 @@ def _rarest(dataset: str, runs: list[dict[str, Any]]) -> str:
 
 
 def _time_to_best(result: dict[str, Any]) -> float:
+    if result.get("resumed"):
+        return float("nan")  # the time before the interruption is not known
     train = result["train"]
     steps = train.get("best_step")
     total = train.get("train_steps") or train.get("global_step")

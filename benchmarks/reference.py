@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         "EarlyStoppingCallback) and load the best checkpoint",
     )
     parser.add_argument("--train-file", default=None, help="training file instead of DATA_DIR/train.txt")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the latest checkpoint in --output-dir, if any"
+    )
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -139,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
         use_cpu=True,
+        restore_callback_states_from_checkpoint=stopping,  # a resumed run keeps its patience count
     )
     trainer = Trainer(
         model=model,
@@ -151,13 +155,19 @@ def main(argv: list[str] | None = None) -> int:
         callbacks=[EarlyStoppingCallback(args.early_stopping_patience)] if stopping else None,
     )
     start = time.time()
-    result = trainer.train()
+    checkpoints = sorted(
+        (c for c in Path(args.output_dir).glob("checkpoint-*") if (c / "trainer_state.json").is_file()),
+        key=lambda c: int(c.name.split("-")[-1]),
+    )
+    resume = str(checkpoints[-1]) if args.resume and checkpoints else None
+    result = trainer.train(resume_from_checkpoint=resume)
     results: dict = {
         "train": {
             **result.metrics,
             "wall_seconds": round(time.time() - start, 1),
             "num_input_tokens_seen": trainer.state.num_input_tokens_seen,
             "global_step": trainer.state.global_step,
+            "resumed_from": resume,
         },
         "log_history": trainer.state.log_history,
     }

@@ -207,3 +207,40 @@ def test_no_finished_run_renders_the_header_and_no_figure(tmp_path: Path, monkey
     text = convergence.render({}, {}, _args())
     assert text.startswith('<a id="accuracy-at-convergence"></a>') and "### Figures" not in text
     assert "convergence_learning_curve.png skipped" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "row, resume_flags", [("reference_ce", ["--resume"]), ("default", ["--resume_from_checkpoint", "auto"])]
+)
+def test_an_interrupted_run_resumes_from_its_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, row: str, resume_flags: list[str]
+) -> None:
+    """A run killed mid-way (a session's end) continues from its latest epoch checkpoint; one killed before
+    its first checkpoint starts afresh over its leftovers (nerfocal would refuse the used output_dir)."""
+    monkeypatch.setattr(convergence, "RESULTS", tmp_path / "results.jsonl")
+    monkeypatch.setattr(convergence, "subset_train_file", lambda dataset, work: tmp_path / "train.txt")
+    commands: list[tuple[list[str], str]] = []
+
+    def fake_run(cmd: list[str], log: Path, env: Any = None) -> float:
+        commands.append((cmd, log.name))
+        record = _record("wnut17", row, 1, 0.5)
+        (log.parent / "eval_results.json").write_text(json.dumps({**record, "log_history": []}))
+        return 1.0
+
+    monkeypatch.setattr(convergence, "run", fake_run)
+    args = _args(cached_only=False, work_dir=str(tmp_path / "work"))
+    out = tmp_path / "work" / convergence._key("wnut17", row, 1e-4, 1, 10.0)
+    (out / "checkpoint-40").mkdir(parents=True)
+    (out / "checkpoint-40" / "trainer_state.json").write_text("{}")
+    record = convergence.run_one("wnut17", row, 1e-4, 1, args, tmp_path / "work")
+    assert record is not None and record["resumed"]
+    cmd, log = commands[-1]
+    assert cmd[-len(resume_flags) :] == resume_flags and log == "log_resumed.txt"
+    assert convergence._time_to_best(record) != convergence._time_to_best(record)  # NaN: time unknown
+    (tmp_path / "results.jsonl").unlink()
+    assert not (out / "checkpoint-40").exists()  # a finished run keeps its metrics only
+    fresh = convergence.run_one("wnut17", row, 1e-4, 1, args, tmp_path / "work")
+    assert fresh is not None and not fresh["resumed"]
+    cmd, log = commands[-1]
+    assert "--resume" not in cmd and "--resume_from_checkpoint" not in cmd and log == "log.txt"
+    assert (cmd[-2:] == ["--overwrite_output_dir", "true"]) == (row != "reference_ce")
