@@ -11,14 +11,16 @@ the dataclasses check the types and ranges of their own fields when built from P
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from nerfocal.config_io import check_field_types, coerce_value, config_to_dict, load_yaml, save_config
+from nerfocal.conll import boundary_rule
+from nerfocal.context import check_context_options
 from nerfocal.io import text_encoding
 from nerfocal.losses import FOCAL_FAMILY, LOSSES
+from nerfocal.losses.alpha import parse_alpha
 from nerfocal.training_args import NerTrainingArguments
 
 LOSS_NORMALIZATIONS = ("step", "dataset")
@@ -98,6 +100,29 @@ class DataConfig:
         },
     )
     tag_column: int = field(default=-1, metadata={"help": "CoNLL column holding the tag (-1 = last)."})
+    document_boundary: str | None = field(
+        default=None,
+        metadata={
+            "help": "CoNLL: besides -DOCSTART- lines, the lines that start a new document: a first-column "
+            "marker, or 're:PATTERN' (a regex searched in the line); 'sentence': every sentence is a "
+            "document of its own. A file without boundaries is one document (docs/context.md)."
+        },
+    )
+    context_size: int = field(
+        default=0,
+        metadata={
+            "help": "Document context (FLERT): up to N sub-word tokens of the neighbouring sentences of the "
+            "same document on each side of a sentence, never labelled; 0: none. Saved with the model and "
+            "used by predict/evaluate (docs/context.md)."
+        },
+    )
+    context_dropout: float = field(
+        default=0.0,
+        metadata={
+            "help": "Training only: drop a sentence's context with this probability (drawn per sentence "
+            "and epoch, seeded)."
+        },
+    )
     encoding: str = field(default="utf-8", metadata={"help": "Encoding of the data files."})
     tag_scheme: str = field(
         default="auto", metadata={"help": "Scheme of the input tags: auto | IOB1 | IOB2 | BIOES."}
@@ -165,6 +190,8 @@ class DataConfig:
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise ValueError(f"max_train_samples: expected an integer >= 1, got {self.max_train_samples!r}")
         text_encoding(self.encoding)  # ValueError naming an unknown codec
+        check_context_options(self.context_size, self.context_dropout)
+        boundary_rule(self.document_boundary)  # ValueError naming document_boundary
 
 
 @dataclass
@@ -265,34 +292,6 @@ def _number_list(name: str, value: Any) -> list[float]:
         return [float(v) for v in items]
     except (TypeError, ValueError):
         raise ValueError(f"{name}: expected a list of numbers, got {value!r}") from None
-
-
-def parse_alpha(value: Any) -> Any:
-    """Turn a CLI/YAML alpha into None, a float, 'auto', a list of floats or a dict of floats."""
-    if value is None or (isinstance(value, (float, int)) and not isinstance(value, bool)):
-        return None if value is None else float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lower() in ("", "none", "null"):
-            return None
-        if text.lower() == "auto":
-            return "auto"
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            raise ValueError(
-                f"alpha: expected none, a number, 'auto', a JSON list or a JSON object, got {text!r}"
-            ) from None
-        return parse_alpha(value)
-    if isinstance(value, list) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
-    ):
-        return [float(v) for v in value]
-    if isinstance(value, dict) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
-    ):
-        return {str(k): float(v) for k, v in value.items()}
-    raise ValueError(f"alpha: expected none, a number, 'auto', a list or a mapping of numbers, got {value!r}")
 
 
 CONFIG_CLASSES = (ModelConfig, DataConfig, LossConfig)

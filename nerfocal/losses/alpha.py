@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import torch
 from torch import Tensor
@@ -97,3 +98,31 @@ def resolve_alpha(
     else:
         raise ValueError(f"expected alpha 'auto', a float in [0, 1], a list, a dict or None, got {alpha!r}")
     return _check_alpha(torch.tensor(weights, dtype=torch.float32), len(labels))
+
+
+def parse_alpha(value: Any) -> Any:
+    """Turn a CLI/YAML alpha into None, a float, 'auto', a list of floats or a dict of floats."""
+    if value is None or (isinstance(value, (float, int)) and not isinstance(value, bool)):
+        return None if value is None else float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in ("", "none", "null"):
+            return None
+        if text.lower() == "auto":
+            return "auto"
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError(
+                f"alpha: expected none, a number, 'auto', a JSON list or a JSON object, got {text!r}"
+            ) from None
+        return parse_alpha(value)
+    if isinstance(value, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ):
+        return [float(v) for v in value]
+    if isinstance(value, dict) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
+    ):
+        return {str(k): float(v) for k, v in value.items()}
+    raise ValueError(f"alpha: expected none, a number, 'auto', a list or a mapping of numbers, got {value!r}")
