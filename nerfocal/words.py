@@ -131,9 +131,9 @@ class Document:
     context: tuple[list[str], list[str]] | None = None
 
     @classmethod
-    def from_text(cls, text: str, pattern: str | None = None) -> Document:
+    def from_text(cls, text: str, pattern: str | None = None, document_id: str | None = None) -> Document:
         words, offsets = split_words(text, pattern)
-        return cls(words, text, offsets)
+        return cls(words, text, offsets, document_id=document_id)
 
 
 @dataclass

@@ -67,7 +67,7 @@ def test_the_run_saves_its_context_size_and_evaluated_dev_with_context(run: Path
     config = json.loads((run / "config.json").read_text())
     assert config["nerfocal_context_size"] == CONTEXT
     saved = yaml.safe_load((run / "nerfocal_config.yaml").read_text())
-    assert saved["data"]["context_size"] == CONTEXT if "data" in saved else saved["context_size"] == CONTEXT
+    assert (saved["context_size"], saved["context_dropout"]) == (CONTEXT, 0.5)  # flat: YAML keys = flags
     stats = json.loads((run / "eval_results.json").read_text())["data"]
     assert stats["validation"]["documents"] == 6 and stats["validation"]["context_sentences"] == 30
     assert stats["train"]["documents"] == 12 and stats["train"]["context_sentences"] == 48
