@@ -205,6 +205,11 @@ def _fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
 
 
 def render(table: dict[str, dict[tuple[int, str], list[dict[str, Any]]]], args: Any) -> str:
+    smoke = (
+        f" SMOKE TEST (--limit {args.limit}): first {args.limit} sentences of each file, 1 epoch."
+        if args.limit
+        else ""
+    )
     lines = [
         "## Document context (FLERT): context_size 0 / 64 / 128",
         "",
@@ -217,7 +222,7 @@ def render(table: dict[str, dict[tuple[int, str], list[dict[str, Any]]]], args: 
         "Test entity F1 and macro F1 (%), mean ± std over the seeds; training seconds (train_runtime, up to "
         "the early stop); predict sentences/s on the test file with the run's context (Predictor, model "
         "loading excluded), and both against context 0 of the same recipe. Runs: "
-        f"`{_results_file(args, Path(args.work_dir)).relative_to(ROOT) if not args.limit else 'smoke'}`.",
+        f"`{_results_file(args, Path(args.work_dir)).relative_to(ROOT) if not args.limit else 'smoke'}`.{smoke}",
         "",
     ]
     for dataset, rows in table.items():
