@@ -169,7 +169,8 @@ def encode_sentences(
             enc_k = {key: enc[key][k] for key in enc}
         feature = dict(enc_k)
         if label2id is not None:
-            tags: list[str | None] = [None] * skip + list((sentences[i].tags or [])[start:end])
+            own = list((sentences[i].tags or [])[start:end])
+            tags: list[str | None] = [None] * skip + own + [None] * len(sides[k][1])
             feature["labels"] = _align(word_ids, tags, label2id, label_all_tokens)
         features.append(feature)
         stats.context_sentences += bool(sides[k][0] or sides[k][1])
@@ -200,12 +201,12 @@ def _align(
 ) -> list[int]:
     """Word tags -> sub-word ids: the first sub-word is labelled, the rest IGNORE_INDEX (or I-X).
 
-    A word whose tag is None (document context) or beyond ``tags`` is IGNORE_INDEX throughout.
+    A word whose tag is None (document context) is IGNORE_INDEX throughout.
     """
     labels: list[int] = []
     previous: int | None = None
     for wid in word_ids:
-        if wid is None or wid >= len(tags) or tags[wid] is None:
+        if wid is None or tags[wid] is None:
             labels.append(IGNORE_INDEX)
         elif wid != previous:
             labels.append(label2id[str(tags[wid])])

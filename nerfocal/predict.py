@@ -257,8 +257,17 @@ class Predictor:
                     yield doc, lengths[start : start + len(doc.words)]
                     start += len(doc.words)
 
+        unk = self.tokenizer.unk_token
+
+        def unit(doc: Document, lengths: list[int]) -> tuple[str | None, list[str], list[int]]:
+            # a word with no sub-word is read as the unknown token, as in training (encode.py)
+            if unk is None or all(lengths):
+                return doc.document_id, doc.words, lengths
+            words = [unk if n == 0 else w for w, n in zip(doc.words, lengths, strict=True)]
+            return doc.document_id, words, [max(1, n) for n in lengths]
+
         mine, theirs = itertools.tee(counted())
-        units = ((doc.document_id, doc.words, lengths) for doc, lengths in theirs)
+        units = (unit(doc, lengths) for doc, lengths in theirs)
         windows = context_windows(units, self.context_size, budget)
         for (doc, _), (left, right) in zip(mine, windows, strict=True):
             yield dataclasses.replace(doc, context=(left, right)) if left or right else doc

@@ -404,3 +404,35 @@ def test_context_dropout_wraps_only_the_training_set(tmp_path: Path) -> None:
     assert trainer.train_dataset.seed == args.seed
     assert trainer.eval_dataset == prepared.evals["validation"].features  # evaluation keeps its context
     assert any(isinstance(c, ContextDropoutCallback) for c in trainer.callback_handler.callbacks)
+
+
+def test_evaluation_windows_and_the_predictor_build_the_same_sequences(
+    tiny_tokenizer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also with words that have no sub-word (read as the unknown token), in a sentence or its context."""
+    from fixtures import tiny_model
+
+    import nerfocal.predict as predict_module
+    from nerfocal.predict import Document, Predictor
+
+    documents = [
+        [(["The", "minister", "\u200b", "visited", "Toronto", "."], ["O"] * 6), *DOC_A[1:]],
+        DOC_B,
+        [(["Paulo", "\u200b"], ["B-PER", "O"]), *DOC_C[1:]],
+    ]
+    sentences = _sentences(*documents)
+    features, _, _ = encode_eval_windows(sentences, tiny_tokenizer, LABEL2ID, max_length=40, context_size=10)
+    calls: list[list[list[int]]] = []
+    original = predict_module.tokenize_windows
+
+    def spy(*args: Any) -> Any:
+        result = original(*args)
+        calls.append(result[0])
+        return result
+
+    monkeypatch.setattr(predict_module, "tokenize_windows", spy)
+    model = tiny_model(LABELS, vocab_size=len(tiny_tokenizer))
+    predictor = Predictor(model, tiny_tokenizer, device="cpu", max_length=40, context_size=10)
+    inputs = [Document(list(s.tokens), document_id=s.document) for s in sentences]
+    assert len(list(predictor.predict_documents(inputs))) == len(sentences)
+    assert sorted(calls[-1]) == sorted(f["input_ids"] for f in features)
