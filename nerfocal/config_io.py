@@ -201,3 +201,27 @@ def parse_alpha(value: Any) -> Any:
     ):
         return {str(k): float(v) for k, v in value.items()}
     raise ValueError(f"alpha: expected none, a number, 'auto', a list or a mapping of numbers, got {value!r}")
+
+
+def number_list(name: str, value: Any) -> list[float]:
+    """A list option of numbers: a list, a single number, or (as before 0.2) a comma-separated string."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        items = [items]
+    try:
+        if any(isinstance(v, bool) for v in items):
+            raise ValueError
+        return [float(v) for v in items]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a list of numbers, got {value!r}") from None
+
+
+def tokens_seen(value: str) -> str | bool:
+    from transformers.hf_argparser import string_to_bool
+
+    return value if value in ("all", "non_padding", "no") else string_to_bool(value)
+
+
+def argument_error(message: str) -> Any:
+    # argparse would print the usage and exit; its message already names the flag
+    raise ValueError(f"{message} (see nerfocal train --help)")

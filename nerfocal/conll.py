@@ -8,8 +8,9 @@ CoNLL format accepted:
       whitespace separates columns, so a token itself never contains whitespace);
     * sentences separated by blank lines; a line of only whitespace (e.g. a lone tab, as in the
       upstream WNUT-17 files) also counts as a sentence break;
-    * ``-DOCSTART-`` lines (CoNLL-2003 document markers) are skipped (and end a sentence), so the
-      ``i``-th token of a sentence is on line ``Sentence.line + i``;
+    * ``-DOCSTART-`` lines (CoNLL-2003 document markers), and the lines ``document_boundary`` names,
+      start a new document and are not tokens (they end a sentence), so the ``i``-th token of a
+      sentence is on line ``Sentence.line + i``; a file without such lines is one document;
     * CRLF line endings, a UTF-8 byte-order mark and trailing whitespace are tolerated.
 
 Errors are :class:`DataFormatError` (a ``ValueError``) whose one-line message starts with ``path:line``.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,16 +31,25 @@ from nerfocal.io import atomic_open, decode_error_message, locate_decode_error, 
 
 __all__ = ["DataFormatError", "Sentence", "atomic_open", "locate_decode_error", "read_conll", "read_jsonl"]
 __all__ += ["count_sentences", "load_json_line", "parse_record", "text_encoding", "write_conll"]
+__all__ += ["DOCSTART", "DocumentOrder", "boundary_rule", "document_fields", "row_documents"]
+
+DOCSTART = "-DOCSTART-"
 
 
 @dataclass
 class Sentence:
-    """One sentence: ``tokens`` and, when labelled, ``tags``; ``line`` is the 1-based line it starts on."""
+    """One sentence: ``tokens`` and, when labelled, ``tags``; ``line`` is the 1-based line it starts on.
+
+    ``document`` names the document the sentence belongs to (document context, docs/context.md):
+    consecutive sentences with the same ``document`` are one document's sentences, in order; None:
+    a document of its own.
+    """
 
     tokens: list[str]
     tags: list[str] | None = None
     line: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    document: str | None = None
 
 
 class DataFormatError(ValueError):
@@ -66,6 +76,7 @@ def read_conll(
     tag_column: int | None = -1,
     token_column: int = 0,
     encoding: str = "utf-8",
+    document_boundary: str | None = None,
 ) -> Iterator[Sentence]:
     """Stream the sentences of a CoNLL column file.
 
@@ -75,9 +86,12 @@ def read_conll(
             unlabelled files (only the token column is read).
         token_column: index of the token column.
         encoding: file encoding.
+        document_boundary: lines that start a new document besides ``-DOCSTART-`` ones (see
+            :func:`boundary_rule`); ``"sentence"``: every sentence is a document of its own.
 
     Yields:
-        :class:`Sentence` objects with ``tokens`` and ``tags`` (``tags`` is None when unlabelled).
+        :class:`Sentence` objects with ``tokens`` and ``tags`` (``tags`` is None when unlabelled) and
+        ``document``: ``"1"``, ``"2"``... counting the documents of the file (None with ``"sentence"``).
 
     Raises:
         DataFormatError: a line with a different number of columns than the first line of the file,
@@ -85,24 +99,34 @@ def read_conll(
             ``path:line``.
     """
     path = Path(path)
+    is_boundary = boundary_rule(document_boundary)
+    per_sentence = document_boundary == "sentence"
     tokens: list[str] = []
     tags: list[str] = []
     start = 0
     n_columns = 0
     line_no = 0
+    document, in_document = 1, False  # the document's number; whether it has a sentence yet
+
+    def sentence() -> Sentence:
+        labelled = tags if tag_column is not None else None
+        return Sentence(tokens, labelled, start, document=None if per_sentence else str(document))
+
     with _open_text(path, encoding) as handle:
         try:
             for line_no, raw in enumerate(handle, start=1):
                 columns = raw.split()
                 if not columns:
                     if tokens:
-                        yield Sentence(tokens, tags if tag_column is not None else None, start)
-                        tokens, tags = [], []
+                        yield sentence()
+                        tokens, tags, in_document = [], [], True
                     continue
-                if columns[0] == "-DOCSTART-":
+                if is_boundary(raw, columns[0]):
                     if tokens:  # a document boundary is a sentence boundary
-                        yield Sentence(tokens, tags if tag_column is not None else None, start)
-                        tokens, tags = [], []
+                        yield sentence()
+                        tokens, tags, in_document = [], [], True
+                    if in_document:
+                        document, in_document = document + 1, False
                     continue
                 if not n_columns:
                     n_columns = len(columns)
@@ -132,7 +156,36 @@ def read_conll(
         except UnicodeDecodeError as err:
             raise _decode_error(path, line_no + 1, encoding, err) from None
     if tokens:
-        yield Sentence(tokens, tags if tag_column is not None else None, start)
+        yield sentence()
+
+
+def boundary_rule(document_boundary: str | None) -> Callable[[str, str], bool]:
+    """``is_boundary(line, first_column)``: does a CoNLL line start a new document?
+
+    ``-DOCSTART-`` lines always do. ``document_boundary`` adds: ``"re:PATTERN"``, the lines where the
+    regular expression PATTERN matches (``re.search`` on the line without its line break); any other
+    string, the lines whose first column is that string. None and ``"sentence"`` add nothing.
+
+    Raises:
+        ValueError: an invalid regular expression or an empty marker, naming ``document_boundary``.
+    """
+    if document_boundary is None or document_boundary == "sentence":
+        return lambda line, first: first == DOCSTART
+    if document_boundary.startswith("re:"):
+        try:
+            pattern = re.compile(document_boundary[3:])
+        except re.error as err:
+            raise ValueError(
+                f"document_boundary: expected a valid regular expression after 're:', got "
+                f"{document_boundary[3:]!r} ({err})"
+            ) from None
+        return lambda line, first: first == DOCSTART or pattern.search(line.rstrip("\r\n")) is not None
+    if not document_boundary.strip() or len(document_boundary.split()) != 1:
+        raise ValueError(
+            "document_boundary: expected 'sentence', 're:PATTERN' or a first-column marker without "
+            f"spaces, got {document_boundary!r}"
+        )
+    return lambda line, first: first in (DOCSTART, document_boundary)
 
 
 def _width(column: int | None) -> int:
@@ -146,19 +199,27 @@ def read_jsonl(
 ) -> Iterator[Sentence]:
     """Stream ``{"tokens": [...], "tags": [...]}`` records (other fields go to ``Sentence.extra``).
 
+    The optional ``document_id`` (a string or an integer) becomes ``Sentence.document``; a record
+    without one is a document of its own. A document's records must be consecutive, and their
+    optional ``sentence_id`` (an integer) increasing (:class:`DocumentOrder`).
+
     Raises:
         DataFormatError: invalid JSON, a record that is not an object, missing or non-string
-            tokens, or tags whose length differs from the tokens; the message names ``path:line``.
+            tokens, tags whose length differs from the tokens, a bad ``document_id`` or
+            ``sentence_id``, or records of a document out of order; the message names ``path:line``.
     """
     path = Path(path)
     line_no = 0
+    order = DocumentOrder()
     with _open_text(path, encoding) as handle:
         try:
             for line_no, raw in enumerate(handle, start=1):
                 if not raw.strip():
                     continue
                 record = load_json_line(raw, f"{path}:{line_no}")
-                yield parse_record(record, f"{path}:{line_no}", line_no, require_tags=require_tags)
+                sentence = parse_record(record, f"{path}:{line_no}", line_no, require_tags=require_tags)
+                order.check(sentence.document, sentence.extra.get("sentence_id"), f"{path}:{line_no}")
+                yield sentence
         except UnicodeDecodeError as err:
             raise _decode_error(path, line_no + 1, encoding, err) from None
 
@@ -204,8 +265,77 @@ def parse_record(record: Any, where: str, line_no: int = 0, *, require_tags: boo
             raise DataFormatError(f"{where}: expected 'tags' to be a list of strings")
         if len(tags) != len(tokens):
             raise DataFormatError(f"{where}: expected {len(tokens)} tags (one per token), got {len(tags)}")
-    extra = {k: v for k, v in record.items() if k not in ("tokens", "tags", "ner_tags")}
-    return Sentence(list(tokens), list(tags) if tags is not None else None, line_no, extra)
+    document, _ = document_fields(record, where)
+    extra = {k: v for k, v in record.items() if k not in ("tokens", "tags", "ner_tags", "document_id")}
+    return Sentence(list(tokens), list(tags) if tags is not None else None, line_no, extra, document)
+
+
+def document_fields(record: Any, where: str) -> tuple[str | None, int | None]:
+    """The optional ``document_id`` (a string or an integer, returned as a string) and ``sentence_id``
+    (an integer) of a JSON record or dataset row; a :class:`DataFormatError` naming ``where`` otherwise."""
+    document, position = record.get("document_id"), record.get("sentence_id")
+    if document is not None and (isinstance(document, bool) or not isinstance(document, (str, int))):
+        raise DataFormatError(
+            f"{where}: expected 'document_id' to be a string or an integer, got {type(document).__name__}"
+        )
+    if position is not None and (isinstance(position, bool) or not isinstance(position, int)):
+        raise DataFormatError(
+            f"{where}: expected 'sentence_id' to be an integer, got {type(position).__name__}"
+        )
+    return (None if document is None else str(document)), position
+
+
+class DocumentOrder:
+    """Checks, record by record, that the records of a document are consecutive and that their
+    ``sentence_id`` (when given) increase: document context reads sentences in file order."""
+
+    def __init__(self) -> None:
+        self.done: set[str] = set()
+        self.current: str | None = None
+        self.last: int | None = None
+
+    def check(self, document: str | None, sentence_id: Any, where: str) -> None:
+        """A :class:`DataFormatError` naming ``where`` when this record breaks the order."""
+        if document != self.current:
+            if document in self.done:
+                raise DataFormatError(
+                    f"{where}: document_id {document!r} again after records of another document; "
+                    "expected the records of a document to be consecutive"
+                )
+            if self.current is not None:
+                self.done.add(self.current)
+            self.current, self.last = document, None
+        if document is not None and isinstance(sentence_id, int):
+            if self.last is not None and sentence_id <= self.last:
+                raise DataFormatError(
+                    f"{where}: sentence_id {sentence_id} after {self.last} in document {document!r}; "
+                    "expected increasing sentence_id (the records of a document in order)"
+                )
+            self.last = sentence_id
+
+
+def row_documents(split: Any, where: str) -> Iterator[tuple[Any, str | None]]:
+    """``(row, document)`` for each row of a dataset split; ``(None, None)`` for a ``-DOCSTART-`` row.
+
+    A ``document_id`` column (string or integer; with an optional integer ``sentence_id``, increasing
+    within a document) names the documents, whose rows must be consecutive. Without one, rows whose
+    tokens are only ``-DOCSTART-`` (the hub's CoNLL-2003) start documents and are skipped; a split
+    with neither has one document per row.
+    """
+    has_id = "document_id" in split.column_names
+    marked = not has_id and any(tokens == [DOCSTART] for tokens in split["tokens"])
+    order, document, in_document = DocumentOrder(), 1, False
+    for i, row in enumerate(split):
+        if has_id:
+            key, position = document_fields(row, f"{where}: row {i}")
+            order.check(key, position, f"{where}: row {i}")
+            yield row, key
+        elif list(row["tokens"]) == [DOCSTART]:
+            document, in_document = document + in_document, False
+            yield None, None
+        else:
+            in_document = True
+            yield row, str(document) if marked else None
 
 
 def conll_block(*columns: Sequence[str]) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nerfocal.conll import Sentence, read_conll, read_jsonl
+from nerfocal.conll import Sentence, read_conll, read_jsonl, row_documents
 from nerfocal.labels import (
     OUTSIDE,
     build_label_list,
@@ -70,17 +70,23 @@ def read_file(
     *,
     tag_column: int = -1,
     encoding: str = "utf-8",
+    document_boundary: str | None = None,
     **convert_options: Any,
 ) -> list[Sentence]:
     """Read a labelled file: CoNLL, JSONL, or an annotation tool's export (format from the path when
     ``auto``; ``convert_options`` go to :func:`nerfocal.formats.read_sentences`).
 
     ``Sentence.extra["source"]`` is ``path:line``; for CoNLL, word ``i`` is on line ``Sentence.line + i``.
+    ``Sentence.document`` (docs/context.md): CoNLL documents (``-DOCSTART-`` or ``document_boundary``
+    lines; a file without them is one document), JSONL ``document_id``, dataset ``document_id`` columns or
+    ``-DOCSTART-`` rows; annotation exports: each task a document of its own.
     """
     path = Path(path)
     fmt = resolve_format(path, file_format)
     if fmt == "conll":
-        sentences = list(read_conll(path, tag_column=tag_column, encoding=encoding))
+        sentences = list(
+            read_conll(path, tag_column=tag_column, encoding=encoding, document_boundary=document_boundary)
+        )
     elif fmt == "jsonl":
         sentences = list(read_jsonl(path, encoding=encoding, require_tags=True))
     else:
@@ -105,7 +111,8 @@ def _where(sentence: Sentence, word: int, conll_path: str | None) -> str:
 def read_hf_dataset(name: str | None, config_name: str | None, path: str | None) -> dict[str, list[Sentence]]:
     """Read a Hugging Face dataset (hub name, online) or one saved with ``save_to_disk`` (offline).
 
-    ``ClassLabel`` tag columns (``ner_tags``) are mapped to their names.
+    ``ClassLabel`` tag columns (``ner_tags``) are mapped to their names; documents come from
+    :func:`row_documents`.
     """
     import datasets
 
@@ -124,11 +131,12 @@ def read_hf_dataset(name: str | None, config_name: str | None, path: str | None)
         feature = split.features[tag_col].feature
         names = getattr(feature, "names", None)
         sentences = []
-        for i, row in enumerate(split):
+        for i, (row, document) in enumerate(row_documents(split, f"{name or path}/{split_name}")):
+            if row is None:
+                continue
             tags = [names[t] for t in row[tag_col]] if names else [str(t) for t in row[tag_col]]
-            sentences.append(
-                Sentence(list(row["tokens"]), tags, i + 1, {"source": f"{name or path}/{split_name}:{i}"})
-            )
+            source = {"source": f"{name or path}/{split_name}:{i}"}
+            sentences.append(Sentence(list(row["tokens"]), tags, i + 1, source, document))
         out[aliases[split_name]] = sentences
     return out
 
@@ -185,6 +193,7 @@ def _read_splits(cfg: Any) -> tuple[Splits, dict[str, str], dict[str, str]]:
                 misaligned=cfg.misaligned_spans,
                 text_key=cfg.text_key,
                 annotator=int(cfg.annotator) if str(cfg.annotator).isdigit() else cfg.annotator,
+                document_boundary=getattr(cfg, "document_boundary", None),
             )
             sources[split] = str(path)
             if not sentences[split]:

@@ -23,6 +23,7 @@ from nerfocal.records import format_record
 __all__ = [
     "INPUT_FORMATS",
     "OUTPUT_FORMATS",
+    "TEXT_DOCUMENTS",
     "check_input",
     "count_documents",
     "open_input",
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 INPUT_FORMATS = ("text", "conll", "jsonl")
 OUTPUT_FORMATS = ("jsonl", "conll", "html")
+TEXT_DOCUMENTS = ("blank-lines", "lines")  # text input: what a document is (document context)
 
 
 def check_input(path: str) -> Path:
@@ -77,20 +79,40 @@ def _decoded_lines(handle: Iterable[str], where: str, encoding: str = "utf-8") -
         raise ValueError(decode_error_message(where, err, line_no + 1, encoding=encoding)) from None
 
 
-def read_text(path: str, encoding: str, pattern: str | None) -> Iterator[Document]:
-    """One document per line (without its line break); offsets are into that line."""
+def read_text(
+    path: str, encoding: str, pattern: str | None, documents: str = "blank-lines"
+) -> Iterator[Document]:
+    """One input per line (without its line break); offsets are into that line.
+
+    ``documents`` (document context): ``blank-lines``, consecutive non-blank lines are the sentences of
+    one document and a blank line ends it; ``lines``, every line is a document of its own.
+    """
     from nerfocal.predict import Document
 
+    if documents not in TEXT_DOCUMENTS:
+        raise ValueError(f"--text-documents: expected one of {', '.join(TEXT_DOCUMENTS)}, got {documents!r}")
+    number, open_document = 0, False
     with open_input(path, encoding) as handle:
         for _, line in _decoded_lines(handle, path, encoding):
-            yield Document.from_text(line.rstrip("\n"), pattern)
+            doc = Document.from_text(line.rstrip("\n"), pattern)
+            blank = not line.strip()
+            if documents == "blank-lines" and not blank:
+                number += not open_document
+                doc.document_id = str(number)
+            open_document = not blank
+            yield doc
 
 
 def read_jsonl_documents(path: str, encoding: str, pattern: str | None) -> Iterator[Document]:
-    """``{"text": str}`` or ``{"tokens": [str, ...]}`` objects; ``tags`` as long as the tokens are gold."""
-    from nerfocal.conll import load_json_line
+    """``{"text": str}`` or ``{"tokens": [str, ...]}`` objects; ``tags`` as long as the tokens are gold.
+
+    An optional ``document_id`` (and ``sentence_id``) groups consecutive records into one document
+    (document context), as in training data (:func:`nerfocal.conll.read_jsonl`).
+    """
+    from nerfocal.conll import DocumentOrder, document_fields, load_json_line
     from nerfocal.predict import Document
 
+    order = DocumentOrder()
     with open_input(path, encoding) as handle:
         for line_no, line in _decoded_lines(handle, path, encoding):
             if not line.strip():
@@ -116,12 +138,19 @@ def read_jsonl_documents(path: str, encoding: str, pattern: str | None) -> Itera
                     f"got keys {sorted(record)[:6]}"
                 )
             doc.record = record
+            doc.document_id, position = document_fields(record, f"{path}:{line_no}")
+            order.check(doc.document_id, position, f"{path}:{line_no}")
             yield doc
 
 
-def read_conll_documents(path: str, encoding: str) -> Iterator[Document]:
-    """Sentences of a CoNLL file: the first column is the token; the last one is gold when there are >= 2."""
-    from nerfocal.conll import read_conll
+def read_conll_documents(
+    path: str, encoding: str, document_boundary: str | None = None
+) -> Iterator[Document]:
+    """Sentences of a CoNLL file: the first column is the token; the last one is gold when there are >= 2.
+
+    Their ``document_id`` is the file's document (``-DOCSTART-`` or ``document_boundary`` lines).
+    """
+    from nerfocal.conll import boundary_rule, read_conll
     from nerfocal.predict import Document
 
     if path == "-":  # read_conll needs a file: spool stdin to disk (memory stays flat)
@@ -129,20 +158,23 @@ def read_conll_documents(path: str, encoding: str) -> Iterator[Document]:
             shutil.copyfileobj(sys.stdin.buffer, spool)
             spool.flush()
             try:
-                yield from read_conll_documents(spool.name, encoding)
+                yield from read_conll_documents(spool.name, encoding, document_boundary)
             except ValueError as err:  # name stdin, not the spool file
                 raise type(err)(str(err).replace(spool.name, "-")) from None
         return
     columns = 0
+    is_boundary = boundary_rule(document_boundary)
     with open_input(path, encoding) as handle:
         for _, line in _decoded_lines(handle, path, encoding):
             fields = line.split()
-            if fields and fields[0] != "-DOCSTART-":
+            if fields and not is_boundary(line, fields[0]):
                 columns = len(fields)
                 break
     tag_column = -1 if columns >= 2 else None
-    for sentence in read_conll(path, tag_column=tag_column, encoding=encoding):
-        yield Document(sentence.tokens, gold=sentence.tags)
+    for sentence in read_conll(
+        path, tag_column=tag_column, encoding=encoding, document_boundary=document_boundary
+    ):
+        yield Document(sentence.tokens, gold=sentence.tags, document_id=sentence.document)
 
 
 def count_documents(path: str, input_format: str, encoding: str) -> int | None:
@@ -183,14 +215,24 @@ def write_prediction(handle: IO[str], prediction: Prediction, output_format: str
     handle.write(conll_block(*columns))
 
 
-def read_documents(path: str, input_format: str, encoding: str, pattern: str | None) -> Iterator[Document]:
-    """The documents of ``path`` (``-``: stdin) in ``input_format`` (one of :data:`INPUT_FORMATS`)."""
+def read_documents(
+    path: str,
+    input_format: str,
+    encoding: str,
+    pattern: str | None,
+    *,
+    document_boundary: str | None = None,
+    text_documents: str = "blank-lines",
+) -> Iterator[Document]:
+    """The inputs of ``path`` (``-``: stdin) in ``input_format`` (one of :data:`INPUT_FORMATS`), each with
+    its ``document_id`` (docs/context.md): text, ``text_documents`` (:func:`read_text`); CoNLL,
+    ``-DOCSTART-`` or ``document_boundary`` lines; JSONL, the records' ``document_id``."""
     if input_format == "text":
-        return read_text(path, encoding, pattern)
+        return read_text(path, encoding, pattern, text_documents)
     if input_format == "jsonl":
         return read_jsonl_documents(path, encoding, pattern)
     if input_format == "conll":
-        return read_conll_documents(path, encoding)
+        return read_conll_documents(path, encoding, document_boundary)
     raise ValueError(f"--input-format: expected one of {', '.join(INPUT_FORMATS)}, got {input_format!r}")
 
 

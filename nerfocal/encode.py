@@ -8,6 +8,9 @@ Nothing is dropped silently: sentences longer than ``max_length`` sub-words are 
 (or truncated, when asked, and counted), and words that the tokenizer turns into zero sub-words
 (zero-width spaces, byte-order marks, control characters) are replaced by the unknown token so that
 every word still gets a prediction.
+
+With ``context_size`` (document context, :mod:`nerfocal.context`), a sentence that fits is encoded with
+words of its neighbours in the same document around it; those positions are always ``IGNORE_INDEX``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nerfocal.conll import Sentence
+from nerfocal.context import count_documents, sentence_contexts
 from nerfocal.labels import IGNORE_INDEX, OUTSIDE
 
 logger = logging.getLogger("nerfocal.data")
@@ -35,6 +39,8 @@ class DataStats:
     empty_words: int = 0  # words with zero sub-words, replaced by the unknown token
     repaired_tags: int = 0  # tags invalid in the input scheme (e.g. I-X after O in IOB2), repaired
     unknown_labels: int = 0  # labels unseen in training, mapped to O (unknown_labels=O)
+    documents: int = 0  # runs of consecutive sentences of one document (docs/context.md)
+    context_sentences: int = 0  # sentences encoded with some document context (context_size)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -57,6 +63,7 @@ def encode_sentences(
     max_length: int = 256,
     long_sentences: str = "split",
     label_all_tokens: bool = False,
+    context_size: int = 0,
 ) -> tuple[list[dict[str, Any]], list[Window], DataStats]:
     """Tokenize word lists and align word labels to sub-words.
 
@@ -78,9 +85,7 @@ def encode_sentences(
         raise ValueError("expected a fast tokenizer (one with word_ids()), got a slow one")
     if long_sentences not in ("split", "truncate"):
         raise ValueError(f"long_sentences: expected 'split' or 'truncate', got {long_sentences!r}")
-    stats = DataStats(sentences=len(sentences))
-    stats.repaired_tags = sum(int(s.extra.get("repaired_tags", 0)) for s in sentences)
-    stats.unknown_labels = sum(int(s.extra.get("unknown_labels", 0)) for s in sentences)
+    stats = _new_stats(sentences)
     budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     if budget < 1:
         raise ValueError(
@@ -105,12 +110,15 @@ def encode_sentences(
         stats.words += len(words)
         all_words.append(words)
 
-    # 2. windows of whole words that fit the budget
-    windows: list[tuple[int, int, int]] = []  # (sentence index, word start, word end)
-    pos = 0
-    for i, words in enumerate(all_words):
-        sub = lengths[pos : pos + len(words)]
+    # 2. windows of whole words that fit the budget; a sentence that fits gets its document context
+    sub_lists, pos = [], 0
+    for words in all_words:
+        sub_lists.append(lengths[pos : pos + len(words)])
         pos += len(words)
+    contexts = sentence_contexts(all_words, sub_lists, [s.document for s in sentences], context_size, budget)
+    windows: list[tuple[int, int, int]] = []  # (sentence index, word start, word end)
+    for i, words in enumerate(all_words):
+        sub = sub_lists[i]
         if sum(sub) <= budget or not words:
             windows.append((i, 0, len(words)))
             continue
@@ -133,19 +141,39 @@ def encode_sentences(
             windows.append((i, start, end))
             start = end
 
-    # 3. tokenize the windows in one call and align labels with word_ids()
-    window_words = [all_words[i][a:b] for i, a, b in windows]
+    # 3. tokenize the windows in one call and align labels with word_ids(); context words: IGNORE_INDEX
+    sides = [contexts[i] if (a, b) == (0, len(all_words[i])) else ([], []) for i, a, b in windows]
+    window_words = [
+        left + all_words[i][a:b] + right for (i, a, b), (left, right) in zip(windows, sides, strict=True)
+    ]
     enc = tokenizer(window_words, is_split_into_words=True, truncation=True, max_length=max_length)
     features: list[dict[str, Any]] = []
     windows_meta: list[Window] = []
     for k, (i, start, end) in enumerate(windows):
-        word_ids = enc.word_ids(k)
-        feature = {key: enc[key][k] for key in enc}
+        word_ids, skip = enc.word_ids(k), len(sides[k][0])
+        first = [
+            j
+            for j, w in enumerate(word_ids)
+            if w is not None and skip <= w < skip + end - start and (j == 0 or word_ids[j - 1] != w)
+        ]
+        if len(first) < end - start and (sides[k][0] or sides[k][1]):
+            # the tokenizer counted more sub-words in context than word by word: the sentence comes first
+            sides[k], skip = ([], []), 0
+            single = tokenizer(
+                [all_words[i][start:end]], is_split_into_words=True, truncation=True, max_length=max_length
+            )
+            enc_k = {key: single[key][0] for key in single}
+            word_ids = single.word_ids(0)
+            first = [j for j, w in enumerate(word_ids) if w is not None and (j == 0 or word_ids[j - 1] != w)]
+        else:
+            enc_k = {key: enc[key][k] for key in enc}
+        feature = dict(enc_k)
         if label2id is not None:
-            tags = (sentences[i].tags or [])[start:end]
+            own = list((sentences[i].tags or [])[start:end])
+            tags: list[str | None] = [None] * skip + own + [None] * len(sides[k][1])
             feature["labels"] = _align(word_ids, tags, label2id, label_all_tokens)
         features.append(feature)
-        first = [j for j, w in enumerate(word_ids) if w is not None and (j == 0 or word_ids[j - 1] != w)]
+        stats.context_sentences += bool(sides[k][0] or sides[k][1])
         windows_meta.append(Window(i, start, first))
     if stats.split_sentences or stats.truncated_sentences or stats.empty_words:
         logger.warning(
@@ -161,19 +189,29 @@ def encode_sentences(
     return features, windows_meta, stats
 
 
+def _new_stats(sentences: Sequence[Sentence]) -> DataStats:
+    stats = DataStats(sentences=len(sentences), documents=count_documents(s.document for s in sentences))
+    stats.repaired_tags = sum(int(s.extra.get("repaired_tags", 0)) for s in sentences)
+    stats.unknown_labels = sum(int(s.extra.get("unknown_labels", 0)) for s in sentences)
+    return stats
+
+
 def _align(
-    word_ids: list[int | None], tags: Sequence[str], label2id: dict[str, int], label_all: bool
+    word_ids: list[int | None], tags: Sequence[str | None], label2id: dict[str, int], label_all: bool
 ) -> list[int]:
-    """Word tags -> sub-word ids: the first sub-word is labelled, the rest IGNORE_INDEX (or I-X)."""
+    """Word tags -> sub-word ids: the first sub-word is labelled, the rest IGNORE_INDEX (or I-X).
+
+    A word whose tag is None (document context) is IGNORE_INDEX throughout.
+    """
     labels: list[int] = []
     previous: int | None = None
     for wid in word_ids:
-        if wid is None:
+        if wid is None or tags[wid] is None:
             labels.append(IGNORE_INDEX)
         elif wid != previous:
-            labels.append(label2id[tags[wid]])
+            labels.append(label2id[str(tags[wid])])
         elif label_all:
-            tag = tags[wid]
+            tag = str(tags[wid])
             inside = "I-" + tag[2:] if tag[:2] in ("B-", "S-") else tag
             labels.append(label2id.get(inside, label2id[tag]))
         else:
@@ -209,6 +247,7 @@ def encode_eval_windows(
     *,
     max_length: int = 256,
     stride: int | None = None,
+    context_size: int = 0,
 ) -> tuple[list[dict[str, Any]], list[Window], DataStats]:
     """Encode dev/test sentences with the windows :class:`nerfocal.predict.Predictor` uses.
 
@@ -216,7 +255,8 @@ def encode_eval_windows(
     and each word is labelled, and later read, at its first sub-word in exactly one of them, so the
     training report, ``nerfocal evaluate`` and ``nerfocal predict --decode argmax`` score the same
     predictions. Every other position is ``IGNORE_INDEX``, so each word counts once in the loss and
-    the calibration metrics.
+    the calibration metrics. With ``context_size``, a sentence that fits gets the document context
+    the Predictor gives it (:mod:`nerfocal.context`); its positions are never labelled nor read.
 
     Returns:
         ``(features, windows, stats)`` as :func:`encode_sentences`; a window's ``first_subwords`` are
@@ -226,15 +266,18 @@ def encode_eval_windows(
 
     from nerfocal.windows import default_stride, select_readers, tokenize_windows
 
-    stats = DataStats(sentences=len(sentences))
-    stats.repaired_tags = sum(int(s.extra.get("repaired_tags", 0)) for s in sentences)
-    stats.unknown_labels = sum(int(s.extra.get("unknown_labels", 0)) for s in sentences)
-    all_words = _words_with_unknown(sentences, tokenizer, stats)
+    stats = _new_stats(sentences)
+    all_words, sub_lists = _words_with_unknown(sentences, tokenizer, stats)
     stride = default_stride(tokenizer, max_length, stride)
-    input_ids, word_ids, window_docs = tokenize_windows(tokenizer, all_words, max_length, stride)
+    budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    contexts = sentence_contexts(all_words, sub_lists, [s.document for s in sentences], context_size, budget)
+    extended = [left + words + right for words, (left, right) in zip(all_words, contexts, strict=True)]
+    stats.context_sentences = sum(1 for left, right in contexts if left or right)
+    input_ids, word_ids, window_docs = tokenize_windows(tokenizer, extended, max_length, stride)
     lengths = torch.tensor([len(words) for words in all_words])
     offsets = torch.cumsum(lengths, 0) - lengths
-    selected, keys, _ = select_readers(word_ids, window_docs, offsets, int(lengths.sum()))
+    starts = torch.tensor([len(left) for left, _ in contexts]) if context_size else None
+    selected, keys, _ = select_readers(word_ids, window_docs, offsets, int(lengths.sum()), starts, lengths)
     flat_tags = [label2id[t] for s in sentences for t in (s.tags or ["O"] * len(s.tokens))]
     features: list[dict[str, Any]] = []
     windows: list[Window] = []
@@ -257,17 +300,22 @@ def encode_eval_windows(
     return features, windows, stats
 
 
-def _words_with_unknown(sentences: Sequence[Sentence], tokenizer: Any, stats: DataStats) -> list[list[str]]:
-    """Each sentence's words, those with zero sub-words replaced by the unknown token (counted)."""
+def _words_with_unknown(
+    sentences: Sequence[Sentence], tokenizer: Any, stats: DataStats
+) -> tuple[list[list[str]], list[list[int]]]:
+    """Each sentence's words, those with zero sub-words replaced by the unknown token (counted), and
+    the sub-words of each word (1 for a replaced one)."""
     flat = [w for s in sentences for w in s.tokens]
     lengths = [len(ids) for ids in tokenizer(flat, add_special_tokens=False)["input_ids"]] if flat else []
     unk = tokenizer.unk_token or "[UNK]"
     out: list[list[str]] = []
+    subwords: list[list[int]] = []
     pos = 0
     for s in sentences:
         words = [unk if lengths[pos + j] == 0 else w for j, w in enumerate(s.tokens)]
         stats.empty_words += sum(1 for j in range(len(words)) if lengths[pos + j] == 0)
         stats.words += len(words)
+        subwords.append([max(1, n) for n in lengths[pos : pos + len(words)]])
         pos += len(words)
         out.append(words)
-    return out
+    return out, subwords

@@ -129,6 +129,14 @@ def evaluate_splits(
 
 def read_gold(path: str, data_format: str, encoding: str) -> tuple[list[list[str]], list[list[str]]]:
     """``(tokens, tags)`` per sentence of a labelled file."""
+    sentences = read_labelled(path, data_format, encoding)
+    return [s.tokens for s in sentences], [list(s.tags or []) for s in sentences]
+
+
+def read_labelled(
+    path: str, data_format: str, encoding: str, document_boundary: str | None = None
+) -> list[Sentence]:
+    """The labelled sentences of a CoNLL or JSONL file, tags checked, with their ``document``."""
     from nerfocal.conll import read_conll, read_jsonl
     from nerfocal.labels import split_tag
 
@@ -137,7 +145,9 @@ def read_gold(path: str, data_format: str, encoding: str) -> tuple[list[list[str
     if data_format == "jsonl":
         sentences = list(read_jsonl(path, encoding=encoding, require_tags=True))
     else:
-        sentences = list(read_conll(path, tag_column=-1, encoding=encoding))
+        sentences = list(
+            read_conll(path, tag_column=-1, encoding=encoding, document_boundary=document_boundary)
+        )
     if not sentences:
         raise ValueError(f"{path}: no labelled sentences (the file is empty or only blank lines)")
     for s in sentences:
@@ -147,7 +157,7 @@ def read_gold(path: str, data_format: str, encoding: str) -> tuple[list[list[str
             except ValueError as err:
                 line = s.line + i if data_format == "conll" else s.line  # CoNLL: one word per line
                 raise ValueError(f"{path}:{line}: {err}") from None
-    return [s.tokens for s in sentences], [list(s.tags or []) for s in sentences]
+    return sentences
 
 
 def evaluate_predictor(
@@ -157,8 +167,13 @@ def evaluate_predictor(
     scheme: str = "auto",
     strict: bool = False,
     progress: bool = False,
+    documents: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
-    """Predict ``tokens`` and score against ``gold`` (converted from ``scheme`` to the model's scheme)."""
+    """Predict ``tokens`` and score against ``gold`` (converted from ``scheme`` to the model's scheme).
+
+    ``documents``: the document of each sentence (``Sentence.document``), for the predictor's document
+    context; None: every sentence alone. The gold tags never reach the predictor.
+    """
     from tqdm import tqdm
 
     from nerfocal.labels import convert_tags, detect_scheme
@@ -174,7 +189,10 @@ def evaluate_predictor(
         except ValueError as err:  # e.g. an E-/S- tag with --tag-scheme IOB2
             raise ValueError(f"sentence {k + 1}: {err} (--tag-scheme {source})") from None
     gold = converted
-    predictions = predictor.predict_documents(Document(words) for words in tokens)
+    ids = documents if documents is not None else [None] * len(tokens)
+    predictions = predictor.predict_documents(
+        Document(words, document_id=d) for words, d in zip(tokens, ids, strict=True)
+    )
     bar = tqdm(
         predictions, total=len(tokens), desc="evaluate", unit=" sent", file=sys.stderr, disable=not progress
     )
@@ -208,14 +226,22 @@ def _report(gold: list[list[str]], pred: list[list[str]], strict: bool, scheme: 
     return str(report)
 
 
-def predict_words(predictor: Any, tokens: list[list[str]], gold: list[list[str]]) -> WordPredictions:
-    """Run a :class:`nerfocal.predict.Predictor` over labelled sentences (gold in the model's scheme)."""
+def predict_words(
+    predictor: Any,
+    tokens: list[list[str]],
+    gold: list[list[str]],
+    documents: Sequence[str | None] | None = None,
+) -> WordPredictions:
+    """Run a :class:`nerfocal.predict.Predictor` over labelled sentences (gold in the model's scheme);
+    ``documents`` as in :func:`evaluate_predictor`."""
     from nerfocal.predict import Document
     from nerfocal.report.analysis import WordPredictions
 
     pred: list[list[str]] = []
     confidence: list[list[float | None]] = []
-    for prediction in predictor.predict_documents(Document(words) for words in tokens):
+    ids = documents if documents is not None else [None] * len(tokens)
+    inputs = (Document(words, document_id=d) for words, d in zip(tokens, ids, strict=True))
+    for prediction in predictor.predict_documents(inputs):
         pred.append(list(prediction.tags))
         confidence.append(list(prediction.scores))  # argmax decoding: the max probability
     return WordPredictions(tokens, gold, pred, confidence)

@@ -146,3 +146,14 @@ def push_run(
         allow_patterns=[glob.escape(f) for f in files],
         commit_message=commit_message,
     )
+
+
+def push_if_asked(args: Any, out: Path) -> Any:
+    """With ``push_to_hub`` (TrainingArguments' own option): upload the finished run (model, tokenizer,
+    card, report; :func:`nerfocal.hub.push_run`) to ``hub_model_id`` (default: the output folder's name).
+    Checkpoints during training are pushed by Trainer itself, as ``hub_strategy`` says."""
+    if not getattr(args, "push_to_hub", False):
+        return None
+    repo_id = args.hub_model_id or out.name
+    logger.info("pushing %s to the Hugging Face Hub as %s", out, repo_id)
+    return push_run(out, repo_id, token=args.hub_token, private=args.hub_private_repo)

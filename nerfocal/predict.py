@@ -15,10 +15,15 @@ Pipeline for a chunk of documents (a bounded buffer, so memory stays flat on any
 4. the first sub-word's log-probabilities (logits divided by the model's temperature) are decoded
    per document, by constrained Viterbi (default) or argmax, vectorised over documents (a document
    longer than ``VITERBI_SEGMENT`` words: over overlapping segments of it).
+
+With document context (``context_size``, by default the training run's; :mod:`nerfocal.context`),
+:meth:`Predictor.predict_documents` first gives each input the words of its neighbours with the same
+``document_id`` (streamed); they are put around the input's words in its window and never read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -28,6 +33,7 @@ from typing import Any
 
 import torch
 
+from nerfocal.context import check_context_options, context_windows
 from nerfocal.decode import (
     DECODERS,
     VITERBI_SEGMENT,
@@ -83,6 +89,9 @@ class Predictor:
             and activations; log-probabilities and decoding stay float32. On CPUs with native bf16
             (AVX512-BF16, AMX) ``bfloat16`` is about 1.7x faster and changes a few predictions
             (CoNLL-2003 test: 0.5% of sentences; see docs/benchmarks.md).
+        context_size: sub-words of document context on each side of an input (:mod:`nerfocal.context`;
+            inputs are grouped by ``Document.document_id``); default the training run's
+            (``config.nerfocal_context_size``), else 0.
     """
 
     def __init__(
@@ -101,6 +110,7 @@ class Predictor:
         chunk_words: int = 200_000,
         split_pattern: str | None = None,
         dtype: str = "float32",
+        context_size: int | None = None,
     ) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"expected dtype in {tuple(DTYPES)}, got {dtype!r}")
@@ -139,6 +149,10 @@ class Predictor:
                 f"got {len(tokenizer)}: the tokenizer does not belong to this model"
             )
         self.stride = default_stride(tokenizer, self.max_length, stride)
+        saved = getattr(config, "nerfocal_context_size", None)  # the context the model was trained with
+        default = saved if isinstance(saved, int) and not isinstance(saved, bool) and saved > 0 else 0
+        self.context_size = default if context_size is None else context_size
+        check_context_options(self.context_size)
         self.constraints = transition_constraints(self.labels, self.scheme)
         self.outside = outside_id(self.labels)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -194,12 +208,31 @@ class Predictor:
             return self([inputs])[0]
         return [p.entities for p in self.predict_documents(self.document(x) for x in inputs)]
 
+    def predict_sentences(
+        self, documents: Sequence[Sequence[str | Sequence[str]]]
+    ) -> list[list[list[Entity]]]:
+        """Entities of each sentence of each document: ``documents[d][s]`` is a text or a token list.
+
+        Each sentence is read with up to ``context_size`` sub-words of the sentences around it in its
+        document (never of another document); offsets are into each sentence, as in :meth:`__call__`.
+        """
+        inputs = [
+            dataclasses.replace(self.document(sentence), document_id=str(d))
+            for d, sentences in enumerate(documents)
+            for sentence in sentences
+        ]
+        predictions = iter(self.predict_documents(inputs))
+        return [[next(predictions).entities for _ in sentences] for sentences in documents]
+
     def predict_documents(self, documents: Iterable[Document]) -> Iterator[Prediction]:
         """Stream predictions in input order, buffering at most ``chunk_size`` documents.
 
         A chunk also ends once it holds ``chunk_words`` words, so that memory stays bounded when
-        documents are long.
+        documents are long. With ``context_size``, each input first gets its document context
+        (:meth:`with_context`).
         """
+        if self.context_size > 0:
+            documents = self.with_context(documents)
         chunk: list[Document] = []
         words = 0
         for document in documents:
@@ -211,15 +244,47 @@ class Predictor:
         if chunk:
             yield from self.predict_chunk(chunk)
 
+    def with_context(self, documents: Iterable[Document]) -> Iterator[Document]:
+        """The documents with their ``context`` (:func:`nerfocal.context.context_windows`), streamed;
+        the sub-words of each word are counted in one tokenizer call per block of documents."""
+        budget = self.max_length - self.tokenizer.num_special_tokens_to_add(pair=False)
+
+        def counted() -> Iterator[tuple[Document, list[int]]]:
+            iterator = iter(documents)
+            while block := list(itertools.islice(iterator, 256)):
+                flat = [w for doc in block for w in doc.words]
+                ids = self.tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
+                lengths, start = [len(x) for x in ids], 0
+                for doc in block:
+                    yield doc, lengths[start : start + len(doc.words)]
+                    start += len(doc.words)
+
+        unk = self.tokenizer.unk_token
+
+        def unit(doc: Document, lengths: list[int]) -> tuple[str | None, list[str], list[int]]:
+            # a word with no sub-word is read as the unknown token, as in training (encode.py)
+            if unk is None or all(lengths):
+                return doc.document_id, doc.words, lengths
+            words = [unk if n == 0 else w for w, n in zip(doc.words, lengths, strict=True)]
+            return doc.document_id, words, [max(1, n) for n in lengths]
+
+        mine, theirs = itertools.tee(counted())
+        units = (unit(doc, lengths) for doc, lengths in theirs)
+        windows = context_windows(units, self.context_size, budget)
+        for (doc, _), (left, right) in zip(mine, windows, strict=True):
+            yield dataclasses.replace(doc, context=(left, right)) if left or right else doc
+
     @torch.inference_mode()
     def predict_chunk(self, documents: Sequence[Document]) -> list[Prediction]:
-        """Predict a list of documents together (sorted by length internally)."""
+        """Predict a list of documents together (sorted by length internally); a document's
+        ``context`` words, when set, are read around it (never tagged)."""
         nonempty = [i for i, doc in enumerate(documents) if doc.words]
         word_lists = [documents[i].words for i in nonempty]
         results = [Prediction(doc, [], []) for doc in documents]
         if not word_lists:
             return results
-        log_probs = self._word_log_probs(word_lists)  # [total_words, C]
+        contexts = [documents[i].context or ([], []) for i in nonempty]
+        log_probs = self._word_log_probs(word_lists, contexts if any(a or b for a, b in contexts) else None)
         lengths = torch.tensor([len(words) for words in word_lists])
         offsets = torch.cumsum(lengths, 0) - lengths
 
@@ -256,15 +321,30 @@ class Predictor:
             log_probs, self.constraints, per_group=max(1, self.batch_tokens * 16 // VITERBI_SEGMENT)
         )
 
-    def _word_log_probs(self, word_lists: list[list[str]]) -> torch.Tensor:
-        """Tag log-probabilities at each word's first sub-word: float ``[total_words, C]``, words in order."""
+    def _word_log_probs(
+        self, word_lists: list[list[str]], contexts: list[tuple[list[str], list[str]]] | None = None
+    ) -> torch.Tensor:
+        """Tag log-probabilities at each word's first sub-word: float ``[total_words, C]``, words in order.
+
+        ``contexts``: ``(left, right)`` words around each word list, in its window but never read.
+        """
         lengths = torch.tensor([len(words) for words in word_lists])
         word_offsets = torch.cumsum(lengths, 0) - lengths
         total = int(lengths.sum())
-        input_ids, word_ids, window_docs = tokenize_windows(
-            self.tokenizer, word_lists, self.max_length, self.stride
-        )
-        selected, keys, covered = select_readers(word_ids, window_docs, word_offsets, total)
+        spans = (torch.tensor([len(left) for left, _ in contexts]), lengths) if contexts else (None, None)
+
+        def readers(
+            lists: list[list[str]],
+        ) -> tuple[list[list[int]], torch.Tensor, torch.Tensor, torch.Tensor]:
+            """``(input_ids, selected, keys, covered)`` of the windows of ``lists`` in their context."""
+            if contexts:
+                lists = [left + words + right for words, (left, right) in zip(lists, contexts, strict=True)]
+            input_ids, word_ids, window_docs = tokenize_windows(
+                self.tokenizer, lists, self.max_length, self.stride
+            )
+            return input_ids, *select_readers(word_ids, window_docs, word_offsets, total, *spans)
+
+        input_ids, selected, keys, covered = readers(word_lists)
         unk = self.tokenizer.unk_token
         if not bool(covered.all()) and unk is not None:
             # words that become zero sub-words (zero-width space, BOM, control characters) -> unk token
@@ -273,10 +353,7 @@ class Predictor:
                 [unk if offset + i in missing else w for i, w in enumerate(words)]
                 for words, offset in zip(word_lists, word_offsets.tolist(), strict=True)
             ]
-            input_ids, word_ids, window_docs = tokenize_windows(
-                self.tokenizer, word_lists, self.max_length, self.stride
-            )
-            selected, keys, covered = select_readers(word_ids, window_docs, word_offsets, total)
+            input_ids, selected, keys, covered = readers(word_lists)
         if not bool(covered.all()):
             logger.warning(
                 "%d word(s) have no sub-word for this tokenizer; they are tagged O", int((~covered).sum())

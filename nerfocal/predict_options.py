@@ -66,6 +66,42 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default_decode: str)
     parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
 
 
+def _context_size(value: str) -> int:
+    """``--context-size``: an integer >= 0 (argparse names the flag in its error)."""
+    if not value.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (sub-words on each side), got {value!r}")
+    return int(value)
+
+
+def add_context_arguments(parser: argparse.ArgumentParser) -> None:
+    """Document context options of ``predict`` and ``evaluate`` (docs/context.md)."""
+    parser.add_argument(
+        "--context-size",
+        type=_context_size,
+        default=None,
+        metavar="N",
+        help="sub-words of document context on each side of a sentence (default: the training run's "
+        "context_size, saved with the model; 0: none)",
+    )
+    parser.add_argument(
+        "--document-boundary",
+        default=None,
+        metavar="MARKER",
+        help="CoNLL input: lines that start a document besides -DOCSTART- ones: a first-column marker or "
+        "'re:PATTERN'; 'sentence': each sentence alone (default: -DOCSTART- only; no marker: one document)",
+    )
+
+
+def check_document_boundary(value: str | None) -> None:
+    """A bad ``--document-boundary`` (an invalid regex...) as one error line naming the flag."""
+    from nerfocal.conll import boundary_rule
+
+    try:
+        boundary_rule(value)
+    except ValueError as err:
+        raise ValueError(f"--{err}".replace("document_boundary", "document-boundary", 1)) from None
+
+
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="DIR", help="model directory written by training")
 
@@ -91,6 +127,7 @@ def predictor_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "batch_tokens": args.batch_tokens,
         "dtype": args.dtype,
         "backend": args.backend,
+        "context_size": getattr(args, "context_size", None),  # predict / evaluate only
     }
 
 

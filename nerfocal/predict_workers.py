@@ -45,20 +45,36 @@ class WorkerError(RuntimeError):
 
 
 def document_chunks(
-    documents: Iterable[Document], chunk_size: int = 2048, chunk_words: int = 200_000
+    documents: Iterable[Document],
+    chunk_size: int = 2048,
+    chunk_words: int = 200_000,
+    *,
+    keep_documents: bool = False,
 ) -> Iterator[list[Document]]:
     """Consecutive chunks of ``documents``: a chunk ends at ``chunk_size`` documents or ``chunk_words``
-    words, the rule of :meth:`nerfocal.predict.Predictor.predict_documents`."""
+    words, the rule of :meth:`nerfocal.predict.Predictor.predict_documents`. With ``keep_documents`` (a
+    model with document context) not inside a run of inputs with the same ``document_id``, so that each
+    worker sees the whole context of its inputs; a run longer than 4 chunks is cut anyway (the inputs at
+    the cut then lose the context across it).
+    """
     if min(chunk_size, chunk_words) < 1:
         raise ValueError(f"expected positive chunk sizes, got {chunk_size=}, {chunk_words=}")
     chunk: list[Document] = []
     words = 0
+    full = False  # the chunk is full: it ends where the current document does
     for document in documents:
+        if full:
+            same = document.document_id is not None and document.document_id == chunk[-1].document_id
+            if not same or len(chunk) >= 4 * chunk_size or words >= 4 * chunk_words:
+                yield chunk
+                chunk, words, full = [], 0, False
         chunk.append(document)
         words += len(document.words)
         if len(chunk) >= chunk_size or words >= chunk_words:
-            yield chunk
-            chunk, words = [], 0
+            full = True
+            if document.document_id is None or not keep_documents:
+                yield chunk
+                chunk, words, full = [], 0, False
     if chunk:
         yield chunk
 
@@ -104,9 +120,11 @@ def _init_worker(load_predictor: Callable[[], Predictor], threads: int) -> None:
         _INIT_ERROR = err
 
 
-def _ready() -> None:
+def _ready() -> int:
+    """The loaded predictor's document context size (0: none); the loading error, if any."""
     if _INIT_ERROR is not None:
         raise _INIT_ERROR
+    return int(getattr(_PREDICTOR, "context_size", 0) or 0)
 
 
 def _predict_chunk(documents: list[Document], output_format: str, word_tags: bool) -> str:
@@ -168,10 +186,10 @@ def predict_in_processes(
     )
     logger.info("predicting in %d processes, %d torch thread(s) each", num_workers, threads)
     try:
-        _result(pool.submit(_ready), "loading the model")  # fail before reading the input
+        context = _result(pool.submit(_ready), "loading the model")  # fail before reading the input
         pending: collections.deque[tuple[concurrent.futures.Future[str], int, int]] = collections.deque()
         first = 1
-        for chunk in document_chunks(documents, chunk_size, chunk_words):
+        for chunk in document_chunks(documents, chunk_size, chunk_words, keep_documents=context > 0):
             pending.append((pool.submit(_predict_chunk, chunk, output_format, word_tags), first, len(chunk)))
             first += len(chunk)
             while len(pending) > 2 * num_workers or (pending and pending[0][0].done()):

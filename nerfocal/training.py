@@ -25,6 +25,7 @@ from typing import Any
 
 from nerfocal.conll import Sentence
 from nerfocal.encode import DataStats, Window
+from nerfocal.hub import push_if_asked  # re-exported: the last step of save_run
 
 logger = logging.getLogger("nerfocal")
 
@@ -62,6 +63,8 @@ class PreparedData:
     label_counts: list[int]  # per label, over the encoded training positions that enter the loss
     evals: dict[str, EvalSplit] = field(default_factory=dict)
     max_length: int = 256
+    context_size: int = 0  # document context (nerfocal.context), saved with the model
+    train_without_context: list[dict[str, Any]] | None = None  # for context_dropout
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -102,6 +105,7 @@ def feature_label_counts(features: list[dict[str, Any]], num_labels: int) -> lis
 def prepare_data(data_cfg: Any, tokenizer: Any, data: Any = None) -> PreparedData:
     """Read (unless ``data``, a :class:`~nerfocal.data.NerData`, is given) and encode the configured
     splits (``data_cfg``: a :class:`~nerfocal.config.DataConfig`)."""
+    from nerfocal.context_training import log_context
     from nerfocal.data import load_ner_data
     from nerfocal.encode import encode_eval_windows, encode_sentences
 
@@ -111,21 +115,25 @@ def prepare_data(data_cfg: Any, tokenizer: Any, data: Any = None) -> PreparedDat
     model_max = getattr(tokenizer, "model_max_length", data_cfg.max_length) or data_cfg.max_length
     max_length = min(data_cfg.max_length, model_max)
     train_sentences = data.sentences["train"][: data_cfg.max_train_samples]
+    context = getattr(data_cfg, "context_size", 0)
+    options = dict(max_length=max_length, long_sentences=data_cfg.long_sentences)
+    options.update(label_all_tokens=data_cfg.label_all_tokens)
     train_features, _, train_stats = encode_sentences(
-        train_sentences,
-        tokenizer,
-        label2id,
-        max_length=max_length,
-        long_sentences=data_cfg.long_sentences,
-        label_all_tokens=data_cfg.label_all_tokens,
+        train_sentences, tokenizer, label2id, context_size=context, **options
     )
+    bare = None  # context_dropout: the same sentences without context (labels at the same words)
+    if context and getattr(data_cfg, "context_dropout", 0.0) > 0:
+        bare = encode_sentences(train_sentences, tokenizer, label2id, **options)[0]
     evals = {}
     for split in ("validation", "test"):
         sentences = data.sentences.get(split)
         if sentences:
             # the windows of nerfocal predict / evaluate (overlapping, each word read once): same entities
-            feats, windows, stats = encode_eval_windows(sentences, tokenizer, label2id, max_length=max_length)
+            feats, windows, stats = encode_eval_windows(
+                sentences, tokenizer, label2id, max_length=max_length, context_size=context
+            )
             evals[split] = EvalSplit(feats, windows, sentences, stats)
+    log_context(context, {"train": train_stats, **{k: v.stats for k, v in evals.items()}})
     return PreparedData(
         label_list=data.label_list,
         scheme=data.scheme,
@@ -134,6 +142,8 @@ def prepare_data(data_cfg: Any, tokenizer: Any, data: Any = None) -> PreparedDat
         label_counts=feature_label_counts(train_features, len(data.label_list)),
         evals=evals,
         max_length=max_length,
+        context_size=context,
+        train_without_context=bare,
     )
 
 
@@ -159,6 +169,7 @@ def build_model(model_cfg: Any, loss_cfg: Any, prepared: PreparedData) -> Any:
     model.config.nerfocal_tag_scheme = prepared.scheme
     model.config.nerfocal_temperature = 1.0
     model.config.nerfocal_max_length = prepared.max_length  # predict/evaluate window like training
+    model.config.nerfocal_context_size = prepared.context_size  # ... and read the same document context
     prior = model_cfg.prior_init if model_cfg.prior_init is not None else loss_cfg.loss in FOCAL_FAMILY
     if prior and new_rows:
         head = find_classifier(model)
@@ -189,11 +200,17 @@ def build_trainer(
     """The :class:`~nerfocal.trainer.FocalLossTrainer` of a run, with early stopping when configured."""
     from transformers import DataCollatorForTokenClassification, EarlyStoppingCallback
 
+    from nerfocal.context_training import training_dataset
     from nerfocal.evaluate import make_compute_metrics
     from nerfocal.trainer import FocalLossTrainer
 
     dev = prepared.evals.get("validation")
-    callbacks = list(callbacks or [])
+    seed = args.data_seed if args.data_seed is not None else args.seed
+    p = getattr(data_cfg, "context_dropout", 0.0)
+    train_dataset, callbacks_in = training_dataset(
+        prepared.train_features, prepared.train_without_context, p, seed
+    )
+    callbacks = list(callbacks or []) + callbacks_in
     if getattr(args, "early_stopping_patience", None):
         if dev is None:
             raise ValueError(
@@ -209,7 +226,7 @@ def build_trainer(
     return FocalLossTrainer(
         model=model,
         args=args,
-        train_dataset=prepared.train_features,
+        train_dataset=train_dataset,
         eval_dataset=dev.features if dev else None,
         data_collator=DataCollatorForTokenClassification(
             tokenizer, pad_to_multiple_of=8 if (args.fp16 or args.bf16) else None
@@ -381,16 +398,3 @@ def _write_predictions_and_report(
         write_model_card(out)  # README.md: the Hub's model card of the run
     except Exception:
         logger.warning("could not write the model card in %s", out, exc_info=True)
-
-
-def push_if_asked(args: Any, out: Path) -> Any:
-    """With ``push_to_hub`` (TrainingArguments' own option): upload the finished run (model, tokenizer,
-    card, report; :func:`nerfocal.hub.push_run`) to ``hub_model_id`` (default: the output folder's name).
-    Checkpoints during training are pushed by Trainer itself, as ``hub_strategy`` says."""
-    if not getattr(args, "push_to_hub", False):
-        return None
-    from nerfocal.hub import push_run
-
-    repo_id = args.hub_model_id or out.name
-    logger.info("pushing %s to the Hugging Face Hub as %s", out, repo_id)
-    return push_run(out, repo_id, token=args.hub_token, private=args.hub_private_repo)

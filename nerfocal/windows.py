@@ -5,7 +5,9 @@ that share ``stride`` tokens; each word is then read from exactly one window: th
 sub-word has the most context on both sides (ties: the earlier window). :class:`nerfocal.predict.Predictor`
 uses it on raw input; the training run's evaluation (:func:`nerfocal.encode.encode_eval_windows`, used
 by ``Trainer.predict`` on dev and test) uses the same functions, so a model scores the same entities in
-its training report, in ``nerfocal evaluate`` and in ``nerfocal predict --decode argmax``.
+its training report, in ``nerfocal evaluate`` and in ``nerfocal predict --decode argmax``. With
+document context (:mod:`nerfocal.context`) a sequence holds context words around the sentence; they
+are never read.
 
 torch and the tokenizer only; no training code.
 """
@@ -49,7 +51,12 @@ def tokenize_windows(
 
 
 def select_readers(
-    word_ids: torch.Tensor, window_docs: torch.Tensor, word_offsets: torch.Tensor, total: int
+    word_ids: torch.Tensor,
+    window_docs: torch.Tensor,
+    word_offsets: torch.Tensor,
+    total: int,
+    first_words: torch.Tensor | None = None,
+    word_counts: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """For each word, the one window position that predicts it: its first sub-word in the window
     where that sub-word has the most context (ties: the earlier window).
@@ -59,6 +66,9 @@ def select_readers(
         window_docs: long ``[R]``, the document of each window.
         word_offsets: long ``[D]``, index of each document's first word in the flat word list.
         total: number of words over all documents.
+        first_words, word_counts: long ``[D]``: only words ``first_words[d]`` to
+            ``first_words[d] + word_counts[d] - 1`` of document ``d`` are read (the others are document
+            context, :mod:`nerfocal.context`), and the flat word list holds only those; None: all words.
 
     Returns:
         ``selected`` (bool ``[R, L]``), ``keys`` (long ``[R, L]``, flat word index) and
@@ -74,12 +84,18 @@ def select_readers(
     doc_last = torch.ones(n_windows, 1, dtype=torch.bool)
     doc_last[:-1, 0] = window_docs[:-1] != window_docs[1:]
     previous = torch.cat([torch.full((n_windows, 1), -1), word_ids[:, :-1]], dim=1)
+    readable, local = content, word_ids
+    if first_words is not None and word_counts is not None:
+        local = word_ids - first_words[window_docs][:, None]  # [R, L] index among the read words
+        readable = content & (local >= 0) & (local < word_counts[window_docs][:, None])
     # a window's first position may continue a word begun in the previous window: not a start
-    candidate = content & (word_ids != previous) & ((positions != first) | doc_first)
+    candidate = readable & (word_ids != previous) & ((positions != first) | doc_first)
     left = torch.where(doc_first, width, positions - first)
     right = torch.where(doc_last, width, last - positions)
     priority = torch.minimum(left, right) * (n_windows + 1) + (n_windows - torch.arange(n_windows))[:, None]
-    keys = word_offsets[window_docs][:, None] + word_ids.clamp(min=0)
+    keys = word_offsets[window_docs][:, None] + local.clamp(min=0)
+    if first_words is not None and total:
+        keys = torch.where(readable, keys, torch.zeros_like(keys))  # context positions: any valid index
     best = torch.full((total,), -1, dtype=torch.long)
     best.scatter_reduce_(0, keys[candidate], priority[candidate], reduce="amax")
     selected = candidate & (priority == best[keys])

@@ -117,6 +117,9 @@ class Document:
     """One input: ``words``; for raw text also the ``text`` and each word's character ``offsets``.
 
     ``gold`` (reference tags) and ``record`` (the input JSON object) are carried to the output.
+    ``document_id``: consecutive inputs with the same id are the sentences of one document, read with
+    each other's words as context when the model uses document context (docs/context.md); None: alone.
+    ``context``: the ``(left, right)`` context words the Predictor chose for it (set when predicting).
     """
 
     words: list[str]
@@ -124,11 +127,13 @@ class Document:
     offsets: list[tuple[int, int]] | None = None
     gold: list[str] | None = None
     record: dict[str, Any] | None = None
+    document_id: str | None = None
+    context: tuple[list[str], list[str]] | None = None
 
     @classmethod
-    def from_text(cls, text: str, pattern: str | None = None) -> Document:
+    def from_text(cls, text: str, pattern: str | None = None, document_id: str | None = None) -> Document:
         words, offsets = split_words(text, pattern)
-        return cls(words, text, offsets)
+        return cls(words, text, offsets, document_id=document_id)
 
 
 @dataclass

@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from nerfocal.predict_options import add_model_argument, add_model_arguments
+from nerfocal.predict_options import add_context_arguments, add_model_argument, add_model_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,23 +53,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="nerfocal: nerfocal's metrics (default); hf: the `evaluate` library's seqeval dictionary "
         "({TYPE: {precision, recall, f1, number}, overall_precision, ...}) for existing dashboards",
     )
+    add_context_arguments(parser)
     add_model_arguments(parser, default_decode="argmax")
 
 
 def run(args: argparse.Namespace) -> int:
     from nerfocal.documents import check_input, open_output
-    from nerfocal.evaluate import evaluate_predictor, read_gold
+    from nerfocal.evaluate import evaluate_predictor, read_labelled
     from nerfocal.io import check_not_input
-    from nerfocal.predict_options import predictor_from_args
+    from nerfocal.predict_options import check_document_boundary, predictor_from_args
 
     check_input(args.data)
     check_not_input(args.output, args.data)
-    tokens, gold = read_gold(args.data, args.format, args.encoding)
+    check_document_boundary(args.document_boundary)
+    sentences = read_labelled(args.data, args.format, args.encoding, args.document_boundary)
+    tokens, gold = [s.tokens for s in sentences], [list(s.tags or []) for s in sentences]
     predictor = predictor_from_args(args)
     metrics = evaluate_predictor(
-        predictor, tokens, gold, args.tag_scheme, args.mode == "strict", progress=not args.quiet
+        predictor,
+        tokens,
+        gold,
+        args.tag_scheme,
+        args.mode == "strict",
+        progress=not args.quiet,
+        documents=[s.document for s in sentences],
     )
-    metrics = {"model": str(args.model), "data": str(args.data), **metrics}
+    metrics = {
+        "model": str(args.model),
+        "data": str(args.data),
+        "context_size": predictor.context_size,
+        **metrics,
+    }
     sys.stdout.write(metrics["report"] + "\n")
     sys.stdout.write(
         f"precision {metrics['precision']:.4f}  recall {metrics['recall']:.4f}  f1 {metrics['f1']:.4f}  "

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nerfocal.documents import INPUT_FORMATS, OUTPUT_FORMATS
-from nerfocal.predict_options import add_model_argument, add_model_arguments
+from nerfocal.documents import INPUT_FORMATS, OUTPUT_FORMATS, TEXT_DOCUMENTS
+from nerfocal.predict_options import add_context_arguments, add_model_argument, add_model_arguments
 
 if TYPE_CHECKING:
     from nerfocal.predict import Document
@@ -28,8 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--input-format",
         choices=INPUT_FORMATS,
         default="text",
-        help="text: one document per line (default); conll: token column of a CoNLL file (a gold tag "
+        help="text: one input per line (default); conll: token column of a CoNLL file (a gold tag "
         'column, when present, is carried to the output); jsonl: {"text": ...} or {"tokens": [...]} per line',
+    )
+    parser.add_argument(
+        "--text-documents",
+        choices=TEXT_DOCUMENTS,
+        default="blank-lines",
+        help="text input, for document context: blank-lines (default): the lines between blank lines are "
+        "one document's sentences; lines: every line is a document of its own",
     )
     parser.add_argument(
         "--output", default="-", metavar="FILE", help="output file, or - for stdout (default)"
@@ -62,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="processes on this machine, each with its own copy of the model (default 1); the output "
         "is the same, in input order. Several GPUs or machines: see docs/predict.md, Many processes",
     )
+    add_context_arguments(parser)
     add_model_arguments(parser, default_decode="viterbi")
 
 
@@ -76,15 +84,23 @@ def run(args: argparse.Namespace) -> int:
         write_predictions,
     )
     from nerfocal.io import check_not_input, text_encoding
-    from nerfocal.predict_options import predictor_from_args
+    from nerfocal.predict_options import check_document_boundary, predictor_from_args
     from nerfocal.predict_ranks import launched_world
 
     if args.num_workers < 1:
         raise ValueError(f"--num-workers: expected a positive number of processes, got {args.num_workers}")
+    check_document_boundary(args.document_boundary)
     world = launched_world()
     if world is not None:
         return _run_on_ranks(args, world)
-    documents = read_documents(args.input, args.input_format, args.encoding, args.split_pattern)
+    documents = read_documents(
+        args.input,
+        args.input_format,
+        args.encoding,
+        args.split_pattern,
+        document_boundary=args.document_boundary,
+        text_documents=args.text_documents,
+    )
     text_encoding(args.encoding)  # fail before loading the model
     total = None
     if args.input != "-":
@@ -194,7 +210,14 @@ def _run_on_ranks(args: argparse.Namespace, world: Any) -> int:
     try:
         with progress:
             predict_on_ranks(
-                read_documents(args.input, args.input_format, args.encoding, args.split_pattern),
+                read_documents(
+                    args.input,
+                    args.input_format,
+                    args.encoding,
+                    args.split_pattern,
+                    document_boundary=args.document_boundary,
+                    text_documents=args.text_documents,
+                ),
                 total,
                 args.output,
                 load,

@@ -103,14 +103,15 @@ def _predict_data(args: argparse.Namespace) -> WordPredictions:
     from transformers.utils import logging as hf_logging
 
     from nerfocal.documents import check_input
-    from nerfocal.evaluate import predict_words, read_gold
+    from nerfocal.evaluate import predict_words, read_labelled
     from nerfocal.labels import convert_tags, detect_scheme
     from nerfocal.predict import Predictor
 
     check_input(args.data)
-    tokens, gold = read_gold(args.data, args.data_format, args.encoding)
+    sentences = read_labelled(args.data, args.data_format, args.encoding)
+    tokens, gold = [s.tokens for s in sentences], [list(s.tags or []) for s in sentences]
     hf_logging.disable_progress_bar()
     predictor = Predictor.from_pretrained(args.output_dir, device=args.device, decode="argmax")
     source = detect_scheme(gold) if args.tag_scheme == "auto" else args.tag_scheme
     gold = [convert_tags(tags, source, predictor.scheme) for tags in gold]
-    return predict_words(predictor, tokens, gold)
+    return predict_words(predictor, tokens, gold, [s.document for s in sentences])

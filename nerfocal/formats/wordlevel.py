@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from nerfocal.conll import Sentence, conll_block, read_conll, read_jsonl
+from nerfocal.conll import Sentence, conll_block, read_conll, read_jsonl, row_documents
 from nerfocal.formats._base import ConvertStats, atomic_open
 from nerfocal.labels import build_label_list, split_tag, tags_to_spans
 
@@ -100,12 +100,14 @@ def read_hf_disk(path: str | Path, *, stats: ConvertStats) -> list[Sentence]:
         )
     names = getattr(ds.features[tag_col].feature, "names", None)
     sentences = []
-    for i, row in enumerate(ds):
+    for i, (row, document) in enumerate(row_documents(ds, str(path))):
+        if row is None:  # a -DOCSTART- row
+            continue
         raw = row[tag_col]
         if names is None and not all(isinstance(t, str) for t in raw):
             raise ValueError(f"{path}: row {i}: expected a ClassLabel or string '{tag_col}', got {raw[:5]!r}")
         tags = [names[t] for t in raw] if names is not None else list(raw)
-        sentences.append(Sentence(list(row["tokens"]), tags, i + 1, {"source": f"{path}: row {i}"}))
+        sentences.append(Sentence(list(row["tokens"]), tags, i + 1, {"source": f"{path}: row {i}"}, document))
     return _checked(sentences, path, False, stats)
 
 

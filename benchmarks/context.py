@@ -1,0 +1,284 @@
+"""Document context (FLERT) at convergence: context 0 / 64 / 128 sub-words, CE and nerfocal's default.
+
+    python benchmarks/benchmark.py context --subset 0.05 --seeds 1 2 3      # 5% of the CoNLL-2003 documents
+    python benchmarks/benchmark.py context --seeds 1 2 3                    # the full CoNLL-2003 (hours)
+    python benchmarks/benchmark.py context --cached-only                    # the table from finished runs
+    python benchmarks/benchmark.py context --limit 40 --seeds 1 --sizes 0 64 --datasets conll2003  # smoke
+
+Protocol (benchmarks/convergence.py's): MiniLM-L6, batch 32, up to ``--epochs`` epochs (``--full-epochs``
+on the full CoNLL-2003), evaluation every epoch, early stopping with patience 2 on dev entity F1, the
+best dev checkpoint kept; one learning rate (``--lr``) for every row. Rows: ``context_size`` in
+``--sizes`` x (``ce``: ``--loss ce --prior_init false``; ``default``: nerfocal's default focal recipe).
+
+* CoNLL-2003: documents from its ``-DOCSTART-`` lines; ``--subset S`` trains on a seeded (seed 0) share S
+  of the training *documents* (whole documents, in file order); dev and test are always whole.
+* WNUT-17, the control: tweets are not documents (``--document_boundary sentence``: each sentence
+  alone), so every context size must give exactly the run of context 0.
+
+After each run the test file is predicted by :class:`nerfocal.Predictor` with the run's saved context
+(sentences/s, on this process's threads), then the weights are deleted. Finished runs are appended to
+``benchmarks/results/context.jsonl`` (committed: metrics, no weights) and reused unless ``--force``;
+the command can be stopped and resumed. ``--limit N`` (a smoke test) trains on the first N training
+sentences, evaluates the first N dev and test sentences, 1 epoch, and keeps its runs and table in
+``--work-dir`` only.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from common import DATASETS, ROOT, command_line, machine, nerfocal_command, run, write_section
+
+RESULTS = ROOT / "benchmarks" / "results" / "context.jsonl"
+
+RECIPES: dict[str, tuple[str, list[str]]] = {
+    "ce": ("nerfocal CE", ["--loss", "ce", "--prior_init", "false"]),
+    "default": ("nerfocal's default (focal gamma 2 + prior init)", []),
+}
+DOCUMENTS = {"conll2003": [], "wnut17": ["--document_boundary", "sentence"]}  # flags per dataset
+
+
+def split_documents(path: Path) -> list[list[str]]:
+    """The lines of a CoNLL file cut into documents at its ``-DOCSTART-`` lines (markers dropped)."""
+    documents: list[list[str]] = [[]]
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("-DOCSTART-"):
+            documents.append([])
+        else:
+            documents[-1].append(line)
+    return [d for d in documents if any(line.strip() for line in d)]
+
+
+def _write(path: Path, documents: list[list[str]], marked: bool) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blocks = []
+    for lines in documents:
+        body = "\n".join(lines).strip("\n") + "\n\n"
+        blocks.append(("-DOCSTART- -X- -X- O\n\n" if marked else "") + body)
+    path.write_text("".join(blocks), encoding="utf-8")
+    return path
+
+
+def subset_documents(documents: list[list[str]], share: float, seed: int = 0) -> list[list[str]]:
+    """A seeded share of the documents, at least one, in their file order."""
+    if not 0 < share <= 1:
+        raise SystemExit(f"--subset: expected a share in (0, 1], got {share}")
+    if share >= 1:
+        return documents
+    count = max(1, round(share * len(documents)))
+    return [documents[i] for i in sorted(random.Random(seed).sample(range(len(documents)), count))]
+
+
+def first_sentences(documents: list[list[str]], limit: int) -> list[list[str]]:
+    """The documents cut after their first ``limit`` sentences in all."""
+    out, left = [], limit
+    for lines in documents:
+        if left <= 0:
+            break
+        kept, sentences, inside = [], 0, False
+        for line in lines:
+            if line.strip() and not inside:
+                if sentences >= left:
+                    break
+                sentences += 1
+            inside = bool(line.strip())
+            kept.append(line)
+        out.append(kept)
+        left -= sentences
+    return out
+
+
+def data_files(dataset: str, args: Any, work: Path) -> dict[str, Path]:
+    """train/dev/test files of a run: the shared files, or a document subset and/or a --limit cut."""
+    folder = Path(DATASETS[dataset]["dir"])
+    share = args.subset if dataset == "conll2003" else 1.0
+    if share >= 1 and not args.limit:
+        return {split: folder / f"{split}.txt" for split in ("train", "dev", "test")}
+    marked = dataset == "conll2003"
+    tag = f"{dataset}_s{share:g}_l{args.limit or 0}"
+    files = {}
+    for split in ("train", "dev", "test"):
+        documents = split_documents(folder / f"{split}.txt")
+        if split == "train":
+            documents = subset_documents(documents, share)
+        if args.limit:
+            documents = first_sentences(documents, args.limit)
+        files[split] = _write(work / "data" / f"{tag}.{split}.txt", documents, marked)
+    return files
+
+
+def _results_file(args: Any, work: Path) -> Path:
+    return work / "context_smoke.jsonl" if args.limit else RESULTS
+
+
+def load_results(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.is_file():
+        return {}
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {r["key"]: r for r in records}
+
+
+def run_key(dataset: str, size: int, recipe: str, seed: int, args: Any) -> str:
+    share = args.subset if dataset == "conll2003" else 1.0
+    epochs = 1 if args.limit else (args.full_epochs if share >= 1 and dataset == "conll2003" else args.epochs)
+    return f"{dataset}/s{share:g}/ctx{size}/{recipe}/lr{args.lr:g}/seed{seed}/ep{epochs:g}/l{args.limit or 0}"
+
+
+def predict_speed(model_dir: Path, test_file: Path) -> dict[str, float]:
+    """Sentences/s of the saved model (its own context_size) over the test file, model loading excluded."""
+    from nerfocal.documents import read_documents
+    from nerfocal.predict import Predictor
+
+    predictor = Predictor.from_pretrained(model_dir, device="cpu")
+    documents = list(read_documents(str(test_file), "conll", "utf-8", None))
+    start = time.perf_counter()
+    count = sum(1 for _ in predictor.predict_documents(documents))
+    seconds = time.perf_counter() - start
+    return {
+        "sentences": count,
+        "seconds": round(seconds, 2),
+        "sentences_per_second": round(count / seconds, 1),
+    }
+
+
+def train_command(dataset: str, size: int, recipe: str, seed: int, args: Any, out: Path, files: dict) -> list:
+    share = args.subset if dataset == "conll2003" else 1.0
+    epochs = 1 if args.limit else (args.full_epochs if share >= 1 and dataset == "conll2003" else args.epochs)
+    flags = ["--train_file", str(files["train"]), "--validation_file", str(files["dev"])]
+    flags += [
+        "--test_file",
+        str(files["test"]),
+        "--num_train_epochs",
+        str(epochs),
+        "--learning_rate",
+        str(args.lr),
+    ]
+    flags += ["--early_stopping_patience", "2", "--unknown_labels", "O", "--logging_steps", "10"]
+    flags += ["--seed", str(seed), "--context_size", str(size), *DOCUMENTS[dataset], *RECIPES[recipe][1]]
+    return nerfocal_command(dataset, out, evaluate=False) + flags
+
+
+def run_one(dataset: str, size: int, recipe: str, seed: int, args: Any, work: Path) -> dict[str, Any] | None:
+    """Train (or reuse) one run; None with --cached-only when it has not been run."""
+    results = _results_file(args, work)
+    key = run_key(dataset, size, recipe, seed, args)
+    done = load_results(results)
+    if key in done and not args.force:
+        return done[key]
+    if args.cached_only:
+        return None
+    out = work / key
+    out.mkdir(parents=True, exist_ok=True)
+    files = data_files(dataset, args, work)
+    print(f"[context] {key}", flush=True)
+    run(train_command(dataset, size, recipe, seed, args, out, files), out / "log.txt",
+        env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})  # fmt: skip
+    metrics = json.loads((out / "eval_results.json").read_text())
+    record = {
+        "key": key, "dataset": dataset, "context_size": size, "recipe": recipe, "seed": seed, "lr": args.lr,
+        "train": metrics["train"], "validation": metrics["validation"], "test": metrics["test"],
+        "data": metrics.get("data", {}), "predict": predict_speed(out, files["test"]),
+    }  # fmt: skip
+    results.parent.mkdir(parents=True, exist_ok=True)
+    with results.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+    for checkpoint in out.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    for weights in out.glob("*.safetensors"):
+        weights.unlink()
+    return record
+
+
+def _fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    if not values:
+        return "-"
+    mean = scale * statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {scale * statistics.stdev(values):.{digits}f}"
+
+
+def render(table: dict[str, dict[tuple[int, str], list[dict[str, Any]]]], args: Any) -> str:
+    smoke = (
+        f" SMOKE TEST (--limit {args.limit}): first {args.limit} sentences of each file, 1 epoch."
+        if args.limit
+        else ""
+    )
+    lines = [
+        "## Document context (FLERT): context_size 0 / 64 / 128",
+        "",
+        f"Command: `{command_line()}`  ",
+        f"Machine: {machine()}  ",
+        f"Protocol: MiniLM-L6, batch 32, lr {args.lr:g}, up to {args.epochs:g} epochs ({args.full_epochs:g} on "
+        "the full CoNLL-2003), early stopping with patience 2 on dev entity F1, best checkpoint kept. "
+        f"CoNLL-2003 trains on {'all' if args.subset >= 1 else f'a seeded {args.subset:g} share of the'} "
+        "training documents; WNUT-17 reads every tweet alone (`document_boundary: sentence`), the control. "
+        "Test entity F1 and macro F1 (%), mean ± std over the seeds; training seconds (train_runtime, up to "
+        "the early stop); predict sentences/s on the test file with the run's context (Predictor, model "
+        "loading excluded), and both against context 0 of the same recipe. Runs: "
+        f"`{_results_file(args, Path(args.work_dir)).relative_to(ROOT) if not args.limit else 'smoke'}`.{smoke}",
+        "",
+    ]
+    for dataset, rows in table.items():
+        lines += [
+            f"### {dataset}",
+            "",
+            "| context | recipe | seeds | test F1 | macro F1 | train s | x ctx 0 | predict sent/s | x ctx 0 |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for (size, recipe), runs in sorted(rows.items()):
+            base = rows.get((0, recipe), [])
+            train_s = statistics.fmean(r["train"]["train_runtime"] for r in runs)
+            speed = statistics.fmean(r["predict"]["sentences_per_second"] for r in runs)
+            base_train = statistics.fmean(r["train"]["train_runtime"] for r in base) if base else None
+            base_speed = (
+                statistics.fmean(r["predict"]["sentences_per_second"] for r in base) if base else None
+            )
+            lines.append(
+                f"| {size} | {RECIPES[recipe][0]} | {','.join(str(r['seed']) for r in runs)} | "
+                f"{_fmt([r['test']['f1'] for r in runs])} | {_fmt([r['test']['macro_f1'] for r in runs])} | "
+                f"{train_s:.0f} | {f'{train_s / base_train:.2f}' if base_train else '-'} | {speed:.1f} | "
+                f"{f'{speed / base_speed:.2f}' if base_speed else '-'} |"
+            )
+        if dataset == "wnut17":
+            lines += ["", control_line(rows)]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def control_line(rows: dict[tuple[int, str], list[dict[str, Any]]]) -> str:
+    """WNUT-17: does every context size give the test F1 of context 0, seed by seed?"""
+    differing = []
+    for (size, recipe), runs in rows.items():
+        base = {r["seed"]: r["test"]["f1"] for r in rows.get((0, recipe), [])}
+        differing += [
+            f"{recipe} ctx {size} seed {r['seed']}"
+            for r in runs
+            if r["seed"] in base and r["test"]["f1"] != base[r["seed"]]
+        ]
+    if differing:
+        return "Control: NOT met, the test F1 differs from context 0 in " + ", ".join(differing) + "."
+    return "Control: met, every context size gives exactly the test F1 of context 0 with the same seed."
+
+
+def main(args: Any) -> None:
+    work = Path(args.work_dir)
+    table: dict[str, dict[tuple[int, str], list[dict[str, Any]]]] = {}
+    # seed by seed, so that partial results already compare every row
+    for seed in args.seeds:
+        for dataset in args.datasets:
+            for size in args.sizes:
+                for recipe in args.recipes:
+                    result = run_one(dataset, size, recipe, seed, args, work)
+                    if result is not None:
+                        table.setdefault(dataset, {}).setdefault((size, recipe), []).append(result)
+    body = render(table, args)
+    print(body)
+    if not args.limit:
+        write_section("context", body)

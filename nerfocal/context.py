@@ -1,0 +1,172 @@
+"""Document context (FLERT, Schweter & Akbik 2020): each sentence read with its neighbours' words.
+
+A sentence is encoded as ``left context + sentence + right context``: up to ``context_size`` sub-word
+tokens of the sentences before it and of those after it in the same document, cut at the document's
+edges. Only the sentence's own words are labelled and read; the context positions are
+``IGNORE_INDEX`` in training and never read in evaluation or prediction. The training encoder
+(:mod:`nerfocal.encode`), the evaluation windows and :class:`nerfocal.predict.Predictor` all choose the
+context with :func:`context_windows`, so a sentence gets the same context in the three of them.
+
+Rules (docs/context.md):
+
+* context is made of whole words, taken outwards from the sentence while their sub-words fit;
+* the sentence is never shortened for it: the context gets only the room the sentence leaves in
+  ``max_length``, shared between the two sides (the left side gets the larger half when both sides
+  want more than there is room for); a sentence that needs windows gets no context;
+* documents are runs of consecutive sentences with the same ``document`` key; ``None`` is a document of
+  its own (so it never gets context).
+
+Standard library only: prediction imports it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable, Iterable, Iterator, Sequence
+from typing import Any
+
+__all__ = ["Context", "check_context_options", "context_windows", "count_documents", "sentence_contexts"]
+
+Context = tuple[list[str], list[str]]  # (left context words, right context words)
+_NO_CONTEXT: Context = ([], [])
+
+
+def check_context_options(context_size: Any, context_dropout: Any = 0.0) -> None:
+    """``ValueError`` naming ``context_size`` (an integer >= 0) or ``context_dropout`` (in [0, 1])."""
+    if isinstance(context_size, bool) or not isinstance(context_size, int) or context_size < 0:
+        raise ValueError(
+            f"context_size: expected an integer >= 0 (sub-words on each side), got {context_size!r}"
+        )
+    if isinstance(context_dropout, bool) or not isinstance(context_dropout, (int, float)):
+        raise ValueError(f"context_dropout: expected a number in [0, 1], got {context_dropout!r}")
+    if not 0.0 <= float(context_dropout) <= 1.0:
+        raise ValueError(f"context_dropout: expected a number in [0, 1], got {context_dropout!r}")
+
+
+def count_documents(keys: Iterable[Hashable | None]) -> int:
+    """Documents in a sequence of sentence keys: runs of equal keys, each ``None`` a document of its own."""
+    count, previous = 0, object()
+    for key in keys:
+        if key is None or key != previous:
+            count += 1
+        previous = key if key is not None else object()
+    return count
+
+
+def _split_room(room: int, want_left: int, want_right: int) -> tuple[int, int]:
+    """Sub-words for each side: what each wants, or shares of ``room`` (the left gets the larger half)."""
+    if want_left + want_right <= room:
+        return want_left, want_right
+    right_half = room // 2
+    if want_right <= right_half:
+        return room - want_right, want_right
+    if want_left <= room - right_half:
+        return want_left, room - want_left
+    return room - right_half, right_half
+
+
+class _Run:
+    """The sentences of one document seen so far, kept as long as they may still be context."""
+
+    def __init__(self, key: Hashable | None, size: int, budget: int) -> None:
+        self.key, self.size, self.budget = key, size, budget
+        self.words: list[str] = []
+        self.lengths: list[int] = []
+        self.base = 0  # the document's index of words[0] (earlier words were dropped)
+        self.pending: deque[tuple[int, int]] = deque()  # (start, end) of sentences not yet given out
+        self.after = 0  # sub-words after the end of pending[0]
+
+    def add(self, words: Sequence[str], lengths: Sequence[int]) -> None:
+        start = self.base + len(self.words)
+        self.words.extend(words)
+        self.lengths.extend(lengths)
+        self.after = self.after + sum(lengths) if self.pending else 0
+        self.pending.append((start, start + len(words)))
+
+    def ready(self, final: bool = False) -> Iterator[Context]:
+        """The contexts of the pending sentences whose right context is complete (all of them if final)."""
+        while self.pending and (final or self.after >= self.size):
+            start, end = self.pending.popleft()
+            context = self._context(start - self.base, end - self.base)
+            if self.pending:  # the next sentence starts where this one ends
+                next_start, next_end = self.pending[0]
+                self.after -= sum(self.lengths[next_start - self.base : next_end - self.base])
+            self._trim()
+            yield context
+
+    def _context(self, start: int, end: int) -> Context:
+        room = self.budget - sum(self.lengths[start:end])
+        if room <= 0 or start == end:
+            return _NO_CONTEXT
+        before = min(self.size, sum(self.lengths[:start]))  # the run keeps >= size sub-words before
+        left, right = _split_room(room, before, min(self.size, self.after))
+        first, total = start, 0
+        while first > 0 and total + self.lengths[first - 1] <= left:
+            first -= 1
+            total += self.lengths[first]
+        last, total = end, 0
+        while last < len(self.words) and total + self.lengths[last] <= right:
+            total += self.lengths[last]
+            last += 1
+        while first < start and self.lengths[first] == 0:  # no word without sub-words at the outer edges
+            first += 1
+        while last > end and self.lengths[last - 1] == 0:
+            last -= 1
+        return self.words[first:start], self.words[end:last]
+
+    def _trim(self) -> None:
+        """Drop the words no later sentence can take as left context."""
+        keep_from = (self.pending[0][0] if self.pending else self.base + len(self.words)) - self.base
+        total, cut = 0, keep_from
+        while cut > 0 and (total < self.size or self.lengths[cut - 1] == 0):
+            cut -= 1
+            total += self.lengths[cut]
+        if cut > 0:
+            del self.words[:cut], self.lengths[:cut]
+            self.base += cut
+
+
+def context_windows(
+    sentences: Iterable[tuple[Hashable | None, Sequence[str], Sequence[int]]], size: int, budget: int
+) -> Iterator[Context]:
+    """The context of each sentence, in order, streamed: one ``(left words, right words)`` per input.
+
+    Args:
+        sentences: ``(document key, words, sub-word count of each word)`` per sentence, in document
+            order. Consecutive sentences with the same key are one document; ``None``: a document alone.
+        size: at most this many sub-words of context on each side (0: no context).
+        budget: sub-words a model sequence holds besides its special tokens (``max_length`` minus them);
+            the context gets only what the sentence leaves of it.
+
+    Yields:
+        ``(left, right)``: the words just before the sentence and just after it, in their order. The
+        generator holds back a sentence until the sentences after it give ``size`` sub-words (or its
+        document ends), so memory stays bounded on any input.
+    """
+    run = _Run(object(), size, budget)
+    for key, words, lengths in sentences:
+        if size <= 0:
+            yield _NO_CONTEXT
+            continue
+        if key is None or key != run.key:
+            yield from run.ready(final=True)
+            run = _Run(key, size, budget)
+        run.add(words, lengths)
+        if key is None:  # a document alone: nothing before it, nothing after it
+            yield from run.ready(final=True)
+        else:
+            yield from run.ready()
+    yield from run.ready(final=True)
+
+
+def sentence_contexts(
+    word_lists: Sequence[Sequence[str]],
+    lengths: Sequence[Sequence[int]],
+    keys: Sequence[Hashable | None],
+    size: int,
+    budget: int,
+) -> list[Context]:
+    """:func:`context_windows` of a list of sentences, as a list."""
+    if size <= 0:
+        return [_NO_CONTEXT] * len(word_lists)
+    return list(context_windows(zip(keys, word_lists, lengths, strict=True), size, budget))

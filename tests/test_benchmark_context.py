@@ -1,0 +1,72 @@
+"""The document-context benchmark's pieces: the seeded document subset, the smoke cut, the training
+flags, and the WNUT-17 control verdict (the runs themselves need ../shared/data and hours)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from fixtures import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import context
+
+
+def _file(tmp_path: Path) -> Path:
+    blocks = ["-DOCSTART- -X- -X- O\n\n"]
+    for d in range(10):
+        blocks.append("".join(f"w{d}_{s} O\n\n" for s in range(3)))
+        blocks.append("-DOCSTART- -X- -X- O\n\n")
+    path = tmp_path / "train.txt"
+    path.write_text("".join(blocks), encoding="utf-8")
+    return path
+
+
+def test_subset_takes_whole_documents_seeded_in_file_order(tmp_path: Path) -> None:
+    documents = context.split_documents(_file(tmp_path))
+    assert len(documents) == 10 and all(sum(1 for line in d if line.strip()) == 3 for d in documents)
+    chosen = context.subset_documents(documents, 0.3)
+    assert len(chosen) == 3 and chosen == context.subset_documents(documents, 0.3)
+    assert [documents.index(d) for d in chosen] == sorted(documents.index(d) for d in chosen)
+    assert context.subset_documents(documents, 1.0) == documents
+    out = context._write(tmp_path / "sub.txt", chosen, marked=True)
+    from nerfocal.conll import read_conll
+
+    sentences = list(read_conll(out))
+    assert len(sentences) == 9 and len({s.document for s in sentences}) == 3
+
+
+def test_limit_keeps_the_first_sentences_with_their_documents(tmp_path: Path) -> None:
+    documents = context.split_documents(_file(tmp_path))
+    cut = context.first_sentences(documents, 5)
+    assert [sum(1 for line in d if line.strip()) for d in cut] == [3, 2]
+
+
+def test_every_row_names_real_training_flags_and_keys_differ(tmp_path: Path) -> None:
+    from nerfocal.config import parse_config
+
+    args = SimpleNamespace(subset=0.05, limit=None, epochs=10.0, full_epochs=4.0, lr=1e-4)
+    files = {split: tmp_path / f"{split}.txt" for split in ("train", "dev", "test")}
+    keys = set()
+    for dataset in ("conll2003", "wnut17"):
+        for size in (0, 64):
+            for recipe in context.RECIPES:
+                cmd = context.train_command(dataset, size, recipe, 1, args, tmp_path / "out", files)
+                flags = cmd[cmd.index("--model_name_or_path") :]
+                _, data_cfg, _, _ = parse_config(flags)
+                assert data_cfg.context_size == size and data_cfg.train_file == str(files["train"])
+                assert data_cfg.document_boundary == (None if dataset == "conll2003" else "sentence")
+                keys.add(context.run_key(dataset, size, recipe, 1, args))
+    assert len(keys) == 8
+
+
+def test_the_wnut_control_is_met_only_when_every_size_gives_the_same_f1() -> None:
+    def result(seed: int, f1: float) -> dict:
+        return {"seed": seed, "test": {"f1": f1}}
+
+    same = {(0, "ce"): [result(1, 0.3)], (64, "ce"): [result(1, 0.3)]}
+    assert context.control_line(same).startswith("Control: met")
+    other = {(0, "ce"): [result(1, 0.3)], (64, "ce"): [result(1, 0.31)]}
+    assert "NOT met" in context.control_line(other) and "ce ctx 64 seed 1" in context.control_line(other)

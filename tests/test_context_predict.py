@@ -1,0 +1,253 @@
+"""Document context end to end: a tiny run trained with context saves its context_size; predict,
+evaluate, the Python API and the ONNX backend read the same context as the training evaluation did,
+from the input's documents, never from another document nor from any gold tag (docs/context.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from fixtures import SAMPLE
+
+from nerfocal.cli import evaluate as cli_evaluate
+from nerfocal.cli import main as cli_main
+from nerfocal.cli import predict as cli_predict
+from nerfocal.conll import read_conll
+from nerfocal.documents import read_documents
+from nerfocal.predict import Document, Predictor
+from nerfocal.predict_workers import document_chunks
+
+CONTEXT = 12
+
+
+def _write_documents(path: Path, sentences: list[Any], per_document: int) -> Path:
+    """The sentences as CoNLL, a -DOCSTART- line before every ``per_document`` of them."""
+    lines = []
+    for i, s in enumerate(sentences):
+        if i % per_document == 0:
+            lines.append("-DOCSTART- O\n\n")
+        lines.append("".join(f"{w} {t}\n" for w, t in zip(s.tokens, s.tags or [], strict=True)) + "\n")
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def _args(module: Any, argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
+    from nerfocal.cli.train import main
+
+    tmp = tmp_path_factory.mktemp("context_run")
+    train = _write_documents(tmp / "train.conll", list(read_conll(SAMPLE / "train.conll"))[:48], 4)
+    dev = _write_documents(tmp / "dev.conll", list(read_conll(SAMPLE / "dev.conll"))[:30], 5)
+    out = tmp / "run"
+    argv = ["--model_name_or_path", str(tiny_encoder_dir), "--train_file", str(train)]
+    argv += ["--validation_file", str(dev), "--output_dir", str(out), "--max_steps", "4"]
+    argv += ["--max_length", "64", "--context_size", str(CONTEXT), "--context_dropout", "0.5"]
+    argv += ["--use_cpu", "true", "--disable_tqdm", "true", "--learning_rate", "5e-3", "--seed", "3"]
+    argv += ["--unknown_labels", "O"]
+    assert main(argv) == 0
+    return out
+
+
+def _dev(run: Path) -> Path:
+    return run.parent / "dev.conll"
+
+
+def test_the_run_saves_its_context_size_and_evaluated_dev_with_context(run: Path) -> None:
+    config = json.loads((run / "config.json").read_text())
+    assert config["nerfocal_context_size"] == CONTEXT
+    saved = yaml.safe_load((run / "nerfocal_config.yaml").read_text())
+    assert (saved["context_size"], saved["context_dropout"]) == (CONTEXT, 0.5)  # flat: YAML keys = flags
+    stats = json.loads((run / "eval_results.json").read_text())["data"]
+    assert stats["validation"]["documents"] == 6 and stats["validation"]["context_sentences"] == 30
+    assert stats["train"]["documents"] == 12 and stats["train"]["context_sentences"] == 48
+
+
+def test_predict_and_evaluate_read_the_context_the_training_evaluation_read(
+    run: Path, tmp_path: Path
+) -> None:
+    """The run's own dev predictions (Trainer.predict on the encoded windows) are the Predictor's
+    argmax tags on the same file with its documents, and `nerfocal evaluate` gives its scores."""
+    trained = [
+        json.loads(line)["pred"] for line in (run / "predictions_validation.jsonl").read_text().splitlines()
+    ]
+    predictor = Predictor.from_pretrained(run, device="cpu", decode="argmax")
+    assert predictor.context_size == CONTEXT  # the saved default
+    documents = read_documents(str(_dev(run)), "conll", "utf-8", None)
+    assert [p.tags for p in predictor.predict_documents(documents)] == trained
+    alone = Predictor.from_pretrained(run, device="cpu", decode="argmax", context_size=0)
+    no_context = alone.predict_documents(read_documents(str(_dev(run)), "conll", "utf-8", None))
+    with_context = predictor.predict_documents(read_documents(str(_dev(run)), "conll", "utf-8", None))
+    assert [p.scores for p in no_context] != [p.scores for p in with_context]  # the context is read
+
+    out = tmp_path / "eval.json"
+    argv = ["--model", str(run), "--data", str(_dev(run)), "--output", str(out), "--device", "cpu", "--quiet"]
+    assert cli_evaluate.run(_args(cli_evaluate, argv)) == 0
+    ours = json.loads(out.read_text())
+    results = json.loads((run / "eval_results.json").read_text())["validation"]
+    assert ours["context_size"] == CONTEXT
+    for key in ("precision", "recall", "f1", "macro_f1"):
+        assert ours[key] == pytest.approx(results[key], abs=1e-9), key
+
+
+def test_context_size_flag_overrides_the_saved_one_and_bad_values_are_refused(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "eval.json"
+    argv = ["--model", str(run), "--data", str(_dev(run)), "--output", str(out), "--device", "cpu", "--quiet"]
+    assert cli_evaluate.run(_args(cli_evaluate, [*argv, "--context-size", "0"])) == 0
+    assert json.loads(out.read_text())["context_size"] == 0
+    with pytest.raises(SystemExit):
+        cli_main(["predict", "--model", str(run), "--context-size", "-1"])
+    assert "argument --context-size/--context_size: expected an integer >= 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"^context_size: expected an integer >= 0"):
+        Predictor.from_pretrained(run, device="cpu", context_size=-2)
+    source = tmp_path / "in.conll"
+    source.write_text("Paris O\n", encoding="utf-8")
+    code = cli_main(["predict", "--model", str(run), "--input", str(source), "--document-boundary", "re:("])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(
+        "nerfocal predict: error: --document-boundary: expected a valid regular"
+    )
+
+
+def test_context_comes_only_from_the_same_document(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nerfocal.predict as predict_module
+
+    seen: list[list[str]] = []
+    original = predict_module.tokenize_windows
+
+    def spy(tokenizer: Any, lists: list[list[str]], *args: Any) -> Any:
+        seen.extend(lists)
+        return original(tokenizer, lists, *args)
+
+    monkeypatch.setattr(predict_module, "tokenize_windows", spy)
+    predictor = Predictor.from_pretrained(run, device="cpu")
+    documents = [
+        ["The minister visited Toronto .", "Police in Valencia said two people were injured ."],
+        ["Zürich café naïve"],
+        ["a of the", "Paulo São", "the a"],
+    ]
+    entities = predictor.predict_sentences(documents)
+    assert [len(d) for d in entities] == [2, 1, 3]
+    vocab = [{w for text in document for w in text.split()} for document in documents]
+    sentences = [(d, text.split()) for d, document in enumerate(documents) for text in document]
+    assert len(seen) == len(sentences)
+    by_words = {" ".join(words): d for d, words in sentences}
+    for words in seen:
+        own = next(d for key, d in by_words.items() if key in " ".join(words))
+        assert set(words) <= vocab[own]
+    assert ["Zürich", "café", "naïve"] in seen  # a document of one sentence gets no context
+    # and exactly the rule of nerfocal.context, with the predictor's sub-word counts and window budget
+    from nerfocal.context import context_windows
+
+    tokenizer = predictor.tokenizer
+    units = [
+        (str(d), w, [len(tokenizer(x, add_special_tokens=False)["input_ids"]) for x in w])
+        for d, w in sentences
+    ]
+    budget = predictor.max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    expected = [
+        left + w + right
+        for (_, w, _), (left, right) in zip(units, list(context_windows(units, CONTEXT, budget)), strict=True)
+    ]
+    assert sorted(map(tuple, seen)) == sorted(map(tuple, expected))
+    assert len(seen[0]) > 5 and seen[0][:5] == sentences[0][1]  # the first sentence: right context only
+
+
+def test_predictions_do_not_depend_on_the_neighbours_gold_tags(run: Path, tmp_path: Path) -> None:
+    text = _dev(run).read_text(encoding="utf-8")
+    other = "".join(
+        line if not line.strip() or line.startswith("-DOCSTART-") else line.split()[0] + " B-PER\n"
+        for line in text.splitlines(keepends=True)
+    )
+    outputs = []
+    for name, body in (("gold.conll", text), ("other.conll", other)):
+        source, out = tmp_path / name, tmp_path / f"{name}.out"
+        source.write_text(body, encoding="utf-8")
+        argv = ["--model", str(run), "--input", str(source), "--input-format", "conll", "--quiet"]
+        argv += ["--output", str(out), "--output-format", "conll", "--device", "cpu"]
+        assert cli_predict.run(_args(cli_predict, argv)) == 0
+        outputs.append([line.split()[::2] for line in out.read_text().splitlines() if line])  # token, pred
+    assert outputs[0] == outputs[1]
+
+
+def test_context_streams_across_chunks_and_worker_chunks_keep_documents(run: Path) -> None:
+    def predict(**kwargs: Any) -> list[Any]:
+        predictor = Predictor.from_pretrained(run, device="cpu", **kwargs)
+        return list(predictor.predict_documents(read_documents(str(_dev(run)), "conll", "utf-8", None)))
+
+    small, large = predict(chunk_size=1), predict(chunk_size=1000)
+    assert [p.tags for p in small] == [p.tags for p in large]
+    for a, b in zip(small, large, strict=True):
+        assert torch.allclose(torch.tensor(a.scores), torch.tensor(b.scores), atol=1e-5)
+
+    docs = [Document(["w"], document_id=d) for d in ["1", "1", "1", "2", None, "3", "3"]]
+    kept = [[d.document_id for d in chunk] for chunk in document_chunks(docs, 2, keep_documents=True)]
+    assert kept == [["1", "1", "1"], ["2", None], ["3", "3"]]
+    plain = [[d.document_id for d in chunk] for chunk in document_chunks(docs, 2)]
+    assert plain == [["1", "1"], ["1", "2"], [None, "3"], ["3"]]
+    long = [Document(["w"], document_id="1") for _ in range(20)]
+    assert [len(c) for c in document_chunks(long, 2, keep_documents=True)] == [8, 8, 4]  # cut at 4 chunks
+
+
+def test_text_input_blank_lines_separate_documents(run: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in.txt"
+    lines = [
+        "The minister visited Toronto .",
+        "Police in Valencia said two people were injured .",
+        "",
+        "Zürich",
+    ]
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ids = [d.document_id for d in read_documents(str(source), "text", "utf-8", None)]
+    assert ids == ["1", "1", None, "2"]
+    alone = read_documents(str(source), "text", "utf-8", None, text_documents="lines")
+    assert [d.document_id for d in alone] == [None] * 4
+    out = tmp_path / "out.jsonl"
+    argv = ["--model", str(run), "--input", str(source), "--output", str(out), "--quiet", "--device", "cpu"]
+    assert cli_predict.run(_args(cli_predict, argv)) == 0
+    assert [json.loads(line)["text"] for line in out.read_text().splitlines()] == lines  # one record a line
+
+
+def test_jsonl_input_groups_by_document_id_and_rejects_bad_ones(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "Paris", "document_id": 1}\n{"text": "Rome", "document_id": {"a": 1}}\n')
+    with pytest.raises(ValueError, match=r"in.jsonl:2: expected 'document_id' to be a string or an integer"):
+        list(read_documents(str(source), "jsonl", "utf-8", None))
+    code = cli_main(
+        ["predict", "--model", str(run), "--input", str(source), "--input-format", "jsonl", "--quiet"]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "in.jsonl:2: expected 'document_id'" in err
+    source.write_text(
+        '{"text": "Paris", "document_id": 1}\n{"tokens": ["Rome"], "document_id": 1}\n{"text": "x"}\n'
+    )
+    assert [d.document_id for d in read_documents(str(source), "jsonl", "utf-8", None)] == ["1", "1", None]
+
+
+def test_the_onnx_backend_reads_the_same_context(run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from nerfocal.export import export_model
+
+    exported = tmp_path / "onnx"
+    export_model(run, exported)
+    onnx = Predictor.from_pretrained(exported, decode="argmax")
+    torch_predictor = Predictor.from_pretrained(run, device="cpu", decode="argmax")
+    assert onnx.context_size == CONTEXT
+    documents = list(read_documents(str(_dev(run)), "conll", "utf-8", None))
+    assert [p.tags for p in onnx.predict_documents(documents)] == [
+        p.tags for p in torch_predictor.predict_documents(documents)
+    ]
