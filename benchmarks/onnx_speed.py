@@ -77,13 +77,18 @@ def _pipeline_tags(entities: list[dict[str, Any]], words: list[str]) -> list[str
 
 
 def measure(
-    model_dir: str | Path, sentences: list[list[str]], gold: list[list[str]], *, repeats: int = 3
+    model_dir: str | Path,
+    sentences: list[list[str]],
+    gold: list[list[str]],
+    *,
+    gold_scheme: str = "IOB1",
+    repeats: int = 3,
 ) -> dict[str, Any]:
     """Sentences/s, F1 and entity agreement with PyTorch float32 of every runner on ``sentences``.
 
     Args:
         model_dir: a directory written by training (safetensors).
-        sentences: the words of each sentence; ``gold``: their IOB1 tags.
+        sentences: the words of each sentence; ``gold``: their tags, in ``gold_scheme``.
         repeats: timed rounds (every runner once per round; the best pass is kept).
 
     Returns:
@@ -119,7 +124,7 @@ def measure(
         runs: dict[str, Any] = {name: tagger(p) for name, p in predictors.items()}
         runs["pipeline"] = lambda: [_pipeline_tags(o, s) for o, s in zip(ner(texts), sentences, strict=True)]
         scheme = predictors["torch_fp32"].scheme
-        gold_tags = [convert_tags(tags, "IOB1", scheme) for tags in gold]
+        gold_tags = [convert_tags(tags, gold_scheme, scheme) for tags in gold]
         tags = {name: run() for name, run in runs.items()}  # warm-up, and the predictions scored
         seconds: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(repeats):
