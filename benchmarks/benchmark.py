@@ -5,6 +5,7 @@
     python benchmarks/benchmark.py train-speed --steps 100 --repeats 3
     python benchmarks/benchmark.py step-sizes
     python benchmarks/benchmark.py inference --model outputs/minilm_conll2003
+    python benchmarks/benchmark.py onnx --model outputs/minilm_conll2003
     python benchmarks/benchmark.py convergence --datasets wnut17 conll2003_1 conll2003_5 --seeds 1 2 3
     python benchmarks/benchmark.py serve --model outputs/minilm_conll2003 --clients 32 --seconds 60
     python benchmarks/benchmark.py workers --model outputs/minilm_conll2003 --workers 1 2
@@ -67,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     inf.add_argument(
         "--memory-mb", type=float, nargs=2, default=[2.0, 200.0], help="small and large file sizes"
     )
+    onx = sub.add_parser("onnx", help="ONNX Runtime float32/int8 vs PyTorch and transformers.pipeline")
+    onx.add_argument("--model", required=True, help="a model trained on CoNLL-2003 (9 tags)")
+    onx.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads (default 2)")
+    onx.add_argument("--repeats", type=int, default=3, help="timed rounds (default 3)")
+    onx.add_argument("--limit", type=int, default=None, help="only the first N test sentences (smoke test)")
+    onx.add_argument("--no-write", action="store_true", help="print the figures, leave docs/benchmarks.md")
     conv = sub.add_parser("convergence", help="F1 at convergence (early stopping) beside the reference")
     conv.add_argument(
         "--datasets",
@@ -138,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         import context
 
         context.main(args)
+    elif args.table == "onnx":
+        import onnx_speed
+
+        onnx_speed.main(args)
     elif args.table == "step-sizes":
         import step_sizes
 

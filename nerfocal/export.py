@@ -1,10 +1,12 @@
-"""Export a saved nerfocal model to ONNX (optionally dynamically quantized to int8), and verify it.
+"""Export a saved nerfocal model to ONNX (optionally quantized to int8), and verify it.
 
 The graph is traced with ``torch.onnx.export(..., dynamo=True)`` (the torch.export-based exporter,
 the default since torch 2.9; the TorchScript one is deprecated), with dynamic ``batch`` and
-``sequence`` axes and the inputs the predictor feeds: ``input_ids`` and ``attention_mask``. int8 is
-``onnxruntime.quantization.quantize_dynamic`` on the MatMul/Gemm weights only: LayerNorm, GELU,
-Softmax and the embeddings stay float32. See ``docs/export.md``.
+``sequence`` axes and the inputs the predictor feeds: ``input_ids`` and ``attention_mask``. A BERT
+graph then gets ONNX Runtime's fused attention/LayerNorm/GELU kernels (:mod:`nerfocal.onnx_fusion`).
+int8 is :func:`nerfocal.quantize.quantize_int8`: by default dynamic, per-channel int8 weights of the
+weight products, the first encoder layer kept float32; LayerNorm, GELU, Softmax and the embeddings
+stay float32. See ``docs/export.md``.
 
 The output directory is written to a temporary sibling and renamed into place only after the
 self-check passed, so a failed export never leaves a half-written directory.
@@ -21,7 +23,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,8 @@ import torch
 
 from nerfocal.loading import load_pretrained
 from nerfocal.onnx_backend import ONNX_FILE, OnnxTokenClassifier, import_onnxruntime
+from nerfocal.onnx_fusion import FUSABLE_MODEL_TYPES, MaskedEncoder, fuse_bert
+from nerfocal.quantize import Int8Options, quantize_int8, read_calibration_sentences
 
 __all__ = ["CHECK_TEXTS", "ExportReport", "export_model"]
 
@@ -37,7 +41,6 @@ logger = logging.getLogger(__name__)
 
 FORMATS = ("onnx",)
 QUANTIZE = (None, "int8")
-QUANTIZED_OPS = ["MatMul", "Gemm"]  # the weight products; everything numerically delicate stays float
 _EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's 2 GB limit, with room for the graph
 
 # sentences for the self-check; tokenized as words, like the predictor does
@@ -47,6 +50,13 @@ CHECK_TEXTS = (
     "Müller , Zoë and José met at the café in São Paulo .",
     "Reuters",
     "Shares of Apple Inc. rose 3 % in Frankfurt after the Bundesbank report on 12 March 2024 .",
+    "Barcelona beat Real Madrid 3-1 on Sunday , with Lionel Messi scoring twice at the Camp Nou .",
+    "Toyota Motor Corp said its profit rose , while Sony and Honda reported weaker sales in Japan .",
+    "The World Health Organization warned that cholera had spread from Yemen to Somalia and Kenya .",
+    "Prime Minister Tony Blair met Bill Clinton at the White House to discuss Northern Ireland .",
+    "Oil prices fell in London and New York after OPEC ministers agreed to raise output in Vienna .",
+    "Judge Maria Santos of the Supreme Court in Manila ruled against the Philippine National Bank .",
+    "Deutsche Telekom , Siemens and BMW led the DAX higher as the euro weakened against the dollar .",
 )
 
 
@@ -62,8 +72,13 @@ class ExportReport:
         size_bytes: size of the ONNX file (plus external weights, if any).
         check_tokens: non-padding positions compared in the self-check (0 with ``check=False``).
         max_abs_diff: largest logit difference from PyTorch on those positions.
-        argmax_agreement: fraction of those positions with the same arg-max label.
+        argmax_agreement: fraction of the text positions (the check sentences and the long text
+            window; not the random-id windows, whose labels are near ties) with the same arg-max label.
         seconds: wall time of the export, quantization and check.
+        fused: ONNX Runtime kernels the graph was fused into (``{"Attention": 6, ...}``; empty when
+            not optimized).
+        int8: the int8 recipe (:meth:`Int8Options.describe`), ``""`` for float32.
+        kept_float: weight products left in float32 by ``Int8Options.keep_float``.
     """
 
     output_dir: Path
@@ -75,6 +90,9 @@ class ExportReport:
     max_abs_diff: float
     argmax_agreement: float
     seconds: float
+    fused: dict[str, int] = field(default_factory=dict)
+    int8: str = ""
+    kept_float: int = 0
 
     def summary(self) -> str:
         """One line for the command line: where, precision, size and the check's result."""
@@ -85,10 +103,12 @@ class ExportReport:
             else "not checked"
         )
         precision = self.quantize or "float32"
-        size = self.size_bytes / 1e6
-        return (
-            f"{self.output_dir / self.model_file} ({precision}, opset {self.opset}, {size:.1f} MB); {check}"
-        )
+        details = [f"opset {self.opset}", f"{self.size_bytes / 1e6:.1f} MB"]
+        if self.int8:
+            details.append(self.int8)
+        if self.fused:
+            details.append("fused " + ", ".join(f"{n} {op}" for op, n in self.fused.items()))
+        return f"{self.output_dir / self.model_file} ({precision}, {', '.join(details)}); {check}"
 
 
 def _refuse_remote_code(directory: Path) -> None:
@@ -177,46 +197,6 @@ def _export_onnx(model: Any, path: Path, sample: dict[str, torch.Tensor], opset:
     program.save(str(path), external_data=big)
 
 
-class _DropPreprocessHint(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "pre-processing before quantization" not in record.getMessage()
-
-
-def _quantize_int8(source: Path, target: Path) -> None:
-    """Dynamic int8 of the MatMul/Gemm weights (activations quantized per batch at run time).
-
-    ORT's ``quant_pre_process`` is skipped: its symbolic shape inference fails on dynamo graphs
-    ("Incomplete symbolic shape inference"). Its root-logger hint about it is dropped, with a
-    temporary handler so that ``logging.warning`` does not configure the caller's root logger.
-    """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    big = sum(p.stat().st_size for p in source.parent.glob(source.name + "*")) > 4 * _EXTERNAL_DATA_BYTES
-    root, handler, hint = logging.getLogger(), logging.NullHandler(), _DropPreprocessHint()
-    root.addHandler(handler)
-    root.addFilter(hint)
-    # onnxruntime may write scratch files (sym_shape_infer_temp.onnx, *.data) into the current
-    # directory (two were found in this repository's root): run it from a temporary one
-    cwd = os.getcwd()
-    scratch = tempfile.mkdtemp(prefix="nerfocal-quantize-")
-    try:
-        os.chdir(scratch)
-        quantize_dynamic(
-            Path(source).resolve(),
-            Path(target).resolve(),
-            op_types_to_quantize=QUANTIZED_OPS,
-            weight_type=QuantType.QInt8,
-            per_channel=False,
-            reduce_range=False,
-            use_external_data_format=big,
-        )
-    finally:
-        os.chdir(cwd)
-        shutil.rmtree(scratch, ignore_errors=True)
-        root.removeFilter(hint)
-        root.removeHandler(handler)
-
-
 def _opset(path: Path) -> int:
     import onnx
 
@@ -230,6 +210,8 @@ def export_model(
     *,
     format: str = "onnx",
     quantize: str | None = None,
+    int8: Int8Options | None = None,
+    optimize: bool = True,
     opset: int | None = None,
     check: bool = True,
     atol: float = 1e-3,
@@ -245,11 +227,16 @@ def export_model(
         model_dir: a directory written by ``save_pretrained`` (safetensors weights, no custom code).
         output_dir: a new directory (an existing one must be empty).
         format: only ``"onnx"``.
-        quantize: ``None`` (float32) or ``"int8"`` (dynamic quantization of the MatMul/Gemm weights).
+        quantize: ``None`` (float32) or ``"int8"``.
+        int8: how to quantize (default :class:`Int8Options`, the measured recipe); only with int8.
+        optimize: fuse a BERT graph into ONNX Runtime's Attention/SkipLayerNormalization/BiasGelu
+            kernels (model types :data:`FUSABLE_MODEL_TYPES`; others are exported unfused).
         opset: ONNX opset; default the exporter's.
-        check: compare with PyTorch on :data:`CHECK_TEXTS` plus random full windows, batch 1..3.
-        atol: float32 fails if a logit differs by more than this.
-        min_agreement: int8 fails if fewer positions than this fraction keep their arg-max label.
+        check: compare with PyTorch on :data:`CHECK_TEXTS` (batches of 1, 3 and more, and one full
+            window of their words) plus random-id windows.
+        atol: float32 fails if a logit differs by more than this on any position.
+        min_agreement: int8 fails if fewer text positions than this fraction keep their arg-max label
+            (random ids are left out: their labels are near ties that int8 flips on any model).
         check_texts: the sentences of the check.
 
     Raises:
@@ -262,6 +249,14 @@ def export_model(
         raise ValueError(f"expected format in {FORMATS}, got {format!r}")
     if quantize not in QUANTIZE:
         raise ValueError(f"expected quantize in {QUANTIZE}, got {quantize!r}")
+    if int8 is not None and quantize != "int8":
+        raise ValueError("int8 options given without quantize='int8' (--quantize int8)")
+    options = (int8 or Int8Options()) if quantize == "int8" else None
+    calibration = None
+    if options is not None:
+        options.check()
+        if options.mode == "static":  # a bad calibration file fails before the model is loaded
+            calibration = read_calibration_sentences(options)
     source, output = Path(model_dir), Path(output_dir)
     import_onnxruntime()
     try:
@@ -291,13 +286,31 @@ def export_model(
         batches = _check_batches(tokenizer, max_length, check_texts)
         sample = {k: torch.from_numpy(v) for k, v in batches[-2].items()}  # padded, two rows
         target = work / ONNX_FILE
-        if quantize == "int8":
-            scratch = Path(tempfile.mkdtemp(prefix="fp32.", dir=work))
-            _export_onnx(model, scratch / ONNX_FILE, sample, opset)
-            _quantize_int8(scratch / ONNX_FILE, target)
-            shutil.rmtree(scratch)
+        fuse = optimize and getattr(model.config, "model_type", "") in FUSABLE_MODEL_TYPES
+        scratch = Path(tempfile.mkdtemp(prefix="float32.", dir=work))
+        traced = scratch / ONNX_FILE if fuse or options else target
+        if fuse:
+            model.set_attn_implementation("eager")  # accepts the ready 4-D mask of MaskedEncoder
+            _export_onnx(MaskedEncoder(model).eval(), scratch / "traced.onnx", sample, opset)
+            fused = fuse_bert(scratch / "traced.onnx", traced, model.config)
         else:
-            _export_onnx(model, target, sample, opset)
+            fused = {}
+            _export_onnx(model, traced, sample, opset)
+        kept: list[str] = []
+        if options is not None:
+            kept = quantize_int8(
+                traced,
+                target,
+                options,
+                calibration=calibration,
+                tokenizer=tokenizer,
+                max_length=max_length,
+                module_prefix="model." if fuse else "",
+            )
+        elif traced != target:
+            for path in scratch.glob(ONNX_FILE + "*"):  # model.onnx and its external weights, if any
+                shutil.move(path, work / path.name)
+        shutil.rmtree(scratch)
         tokenizer.save_pretrained(work)
         config = json.loads((source / "config.json").read_text(encoding="utf-8"))
         config.update(
@@ -306,19 +319,25 @@ def export_model(
             nerfocal_onnx_precision=quantize or "float32",
             nerfocal_exported_from=str(source),
         )
+        if options is not None:
+            config["nerfocal_onnx_int8"] = options.describe()
         (work / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", "utf-8")
         count, diff, agreement = 0, float("nan"), float("nan")
         if check:
-            count, diff, agreement = _compare(model, OnnxTokenClassifier(target, model.config), batches)
+            session = OnnxTokenClassifier(target, model.config)
+            count, diff, agreement = _compare(model, session, batches)
+            if options is not None:  # int8: labels on the text positions (the last batch is random ids)
+                count, _, agreement = _compare(model, session, batches[:-1])
             if quantize is None and not diff <= atol:
                 raise ValueError(
                     f"{source}: ONNX export check failed: max abs logit difference {diff:.3g} from "
                     f"PyTorch on {count} positions, expected <= {atol:g}"
                 )
-            if quantize == "int8" and not agreement >= min_agreement:
+            if options is not None and not agreement >= min_agreement:
                 raise ValueError(
                     f"{source}: int8 export check failed: {agreement:.1%} of {count} positions keep "
-                    f"PyTorch's label, expected >= {min_agreement:.1%}; export float32 instead"
+                    f"PyTorch's label, expected >= {min_agreement:.1%} (int8: {options.describe()}); "
+                    f"try {options.suggestions()}"
                 )
         if output.exists():
             output.rmdir()  # empty, checked above
@@ -337,6 +356,9 @@ def export_model(
         max_abs_diff=diff,
         argmax_agreement=agreement,
         seconds=time.perf_counter() - started,
+        fused=fused,
+        int8=options.describe() if options else "",
+        kept_float=len(kept),
     )
     logger.info("exported %s -> %s: %s", source, output, report)
     return report
