@@ -123,3 +123,19 @@ def run(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> float:
     if result.returncode != 0:
         raise RuntimeError(f"command failed ({result.returncode}), see {log}: {' '.join(cmd)}")
     return time.time() - start
+
+
+def keep_metrics_only(results: Path, record: dict, out: Path) -> dict:
+    """Append a finished run's ``record`` to the jsonl ``results`` and delete its checkpoints and weights
+    (cached benchmarks keep the metrics, not the models); returns ``record``."""
+    import json
+    import shutil
+
+    results.parent.mkdir(parents=True, exist_ok=True)
+    with results.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+    for checkpoint in out.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    for weights in out.glob("*.safetensors"):
+        weights.unlink()
+    return record

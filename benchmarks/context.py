@@ -27,13 +27,21 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from common import DATASETS, ROOT, command_line, machine, nerfocal_command, run, write_section
+from common import (
+    DATASETS,
+    ROOT,
+    command_line,
+    keep_metrics_only,
+    machine,
+    nerfocal_command,
+    run,
+    write_section,
+)
 
 RESULTS = ROOT / "benchmarks" / "results" / "context.jsonl"
 
@@ -185,14 +193,7 @@ def run_one(dataset: str, size: int, recipe: str, seed: int, args: Any, work: Pa
         "train": metrics["train"], "validation": metrics["validation"], "test": metrics["test"],
         "data": metrics.get("data", {}), "predict": predict_speed(out, files["test"]),
     }  # fmt: skip
-    results.parent.mkdir(parents=True, exist_ok=True)
-    with results.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
-    for checkpoint in out.glob("checkpoint-*"):
-        shutil.rmtree(checkpoint, ignore_errors=True)
-    for weights in out.glob("*.safetensors"):
-        weights.unlink()
-    return record
+    return keep_metrics_only(results, record, out)
 
 
 def _fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import statistics
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from common import (
     DOC,
     ROOT,
     command_line,
+    keep_metrics_only,
     machine,
     nerfocal_command,
     reference_command,
@@ -164,14 +164,7 @@ def run_one(dataset: str, row: str, lr: float, seed: int, args: Any, work: Path)
         "test": results["test"],
         "dev_curve": [(h["epoch"], h["eval_f1"]) for h in history or [] if "eval_f1" in h],
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
-    for checkpoint in out.glob("checkpoint-*"):
-        shutil.rmtree(checkpoint, ignore_errors=True)
-    for weights in out.glob("*.safetensors"):
-        weights.unlink()
-    return record
+    return keep_metrics_only(RESULTS, record, out)
 
 
 def best_lr(dataset: str, row: str, args: Any, work: Path) -> float | None:

@@ -80,7 +80,6 @@ def run(args: argparse.Namespace) -> int:
         check_input,
         count_documents,
         open_output,
-        read_documents,
         write_predictions,
     )
     from nerfocal.io import check_not_input, text_encoding
@@ -93,14 +92,7 @@ def run(args: argparse.Namespace) -> int:
     world = launched_world()
     if world is not None:
         return _run_on_ranks(args, world)
-    documents = read_documents(
-        args.input,
-        args.input_format,
-        args.encoding,
-        args.split_pattern,
-        document_boundary=args.document_boundary,
-        text_documents=args.text_documents,
-    )
+    documents = _read_documents(args)
     text_encoding(args.encoding)  # fail before loading the model
     total = None
     if args.input != "-":
@@ -169,7 +161,7 @@ def _run_on_ranks(args: argparse.Namespace, world: Any) -> int:
     """Under torchrun / accelerate launch: this rank's shard; the main process writes the output."""
     from tqdm import tqdm
 
-    from nerfocal.documents import check_input, count_documents, read_documents
+    from nerfocal.documents import check_input, count_documents
     from nerfocal.entities_html import PAGE_END, page_start
     from nerfocal.io import check_not_input, text_encoding
     from nerfocal.predict_options import predictor_loader
@@ -210,14 +202,7 @@ def _run_on_ranks(args: argparse.Namespace, world: Any) -> int:
     try:
         with progress:
             predict_on_ranks(
-                read_documents(
-                    args.input,
-                    args.input_format,
-                    args.encoding,
-                    args.split_pattern,
-                    document_boundary=args.document_boundary,
-                    text_documents=args.text_documents,
-                ),
+                _read_documents(args),
                 total,
                 args.output,
                 load,
@@ -236,3 +221,17 @@ def _run_on_ranks(args: argparse.Namespace, world: Any) -> int:
         print(f"nerfocal predict: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _read_documents(args: argparse.Namespace) -> Iterable[Document]:
+    """The documents of ``--input`` as its format, boundary and text-document options read them."""
+    from nerfocal.documents import read_documents
+
+    return read_documents(
+        args.input,
+        args.input_format,
+        args.encoding,
+        args.split_pattern,
+        document_boundary=args.document_boundary,
+        text_documents=args.text_documents,
+    )
