@@ -25,7 +25,15 @@ from collections import deque
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
-__all__ = ["Context", "check_context_options", "context_windows", "count_documents", "sentence_contexts"]
+__all__ = [
+    "Context",
+    "check_context_options",
+    "context_windows",
+    "count_documents",
+    "merge_shared_windows",
+    "pack_contexts",
+    "sentence_contexts",
+]
 
 Context = tuple[list[str], list[str]]  # (left context words, right context words)
 _NO_CONTEXT: Context = ([], [])
@@ -170,3 +178,74 @@ def sentence_contexts(
     if size <= 0:
         return [_NO_CONTEXT] * len(word_lists)
     return list(context_windows(zip(keys, word_lists, lengths, strict=True), size, budget))
+
+
+def pack_contexts(
+    items: Iterable[tuple[Hashable | None, Sequence[str], int, Context]], limit: int
+) -> Iterator[Context]:
+    """Contexts that let runs of consecutive sentences of a document share one window, streamed.
+
+    Args:
+        items: ``(document key, words, sub-word count, context)`` per sentence, in document order, the
+            context from :func:`context_windows`.
+        limit: at most this many sub-words of sentences in a run (0: no packing, the contexts as given).
+
+    Yields one context per item. The sentences of a run (consecutive, same key, each with context, at
+    most ``limit`` sub-words in all) each get the run's other sentences plus the left context of its
+    first and the right context of its last, so that ``left + words + right`` is the same sequence for
+    all of them: the predictor reads it once (docs/context.md, "Packing"). The result depends on the
+    stream only, never on how it is later cut into chunks or processes.
+    """
+    run: list[tuple[Sequence[str], Context]] = []
+    run_key: Hashable | None = None
+    total = 0
+    for key, words, size, context in items:
+        joins = bool(context[0] or context[1]) and key is not None
+        if run and not (joins and key == run_key and total + size <= limit):
+            yield from _spread(run)
+            run, total = [], 0
+        run.append((words, context))
+        run_key, total = key, total + size
+        if not joins or limit <= 0:
+            yield from _spread(run)
+            run, total = [], 0
+    yield from _spread(run)
+
+
+def _spread(run: list[tuple[Sequence[str], Context]]) -> Iterator[Context]:
+    """Each sentence of a run: the run's words before it (and the first's left context), and after."""
+    if len(run) <= 1:
+        yield from (context for _, context in run)
+        return
+    left, right = run[0][1][0], run[-1][1][1]
+    for i in range(len(run)):
+        before = [w for words, _ in run[:i] for w in words]
+        after = [w for words, _ in run[i + 1 :] for w in words]
+        yield [*left, *before], [*after, *right]
+
+
+def merge_shared_windows(
+    word_lists: Sequence[list[str]], contexts: Sequence[Context]
+) -> tuple[list[list[str]], list[Context]]:
+    """Consecutive sentences whose ``left + words + right`` is one sequence, merged into one unit.
+
+    ``(units, unit contexts)``: each unit is the words of such a run of sentences, in order, with the
+    left context of its first and the right context of its last, so the words keep their order and
+    each window is read once (what :func:`pack_contexts` sets up, or sentences that each see all of a
+    short document).
+    """
+    units: list[list[str]] = []
+    unit_contexts: list[Context] = []
+    for words, (left, right) in zip(word_lists, contexts, strict=True):
+        if (
+            units
+            and left
+            and left == unit_contexts[-1][0] + units[-1]
+            and unit_contexts[-1][1] == words + right
+        ):
+            units[-1] = units[-1] + words
+            unit_contexts[-1] = (unit_contexts[-1][0], right)
+        else:
+            units.append(list(words))
+            unit_contexts.append((left, right))
+    return units, unit_contexts

@@ -302,3 +302,20 @@ def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
         )
     check_tokenizer(tokenizer, config, path)
     return tokenizer
+
+
+# models whose position ids start at padding_idx + 1, so two position embeddings are never used
+_OFFSET_POSITION_MODELS = frozenset({"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text"})
+
+
+def model_max_length(model: Any, tokenizer: Any) -> int:
+    """The longest sequence (special tokens included) the tokenizer and the position embeddings allow."""
+    limits = []
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < 1_000_000:
+        limits.append(tokenizer_limit)
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        offset = 2 if getattr(model.config, "model_type", "") in _OFFSET_POSITION_MODELS else 0
+        limits.append(positions - offset)
+    return min(limits) if limits else 512

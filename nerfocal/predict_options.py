@@ -84,6 +84,15 @@ def add_context_arguments(parser: argparse.ArgumentParser) -> None:
         "context_size, saved with the model; 0: none)",
     )
     parser.add_argument(
+        "--context-pack",
+        type=_context_size,
+        default=None,
+        metavar="N",
+        help="with context, read consecutive sentences of a document of at most N sub-words in all in one "
+        "window (default: as many as the window holds besides the context; 0: each sentence in a window "
+        "of its own, as in training; docs/context.md)",
+    )
+    parser.add_argument(
         "--document-boundary",
         default=None,
         metavar="MARKER",
@@ -128,6 +137,7 @@ def predictor_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "dtype": args.dtype,
         "backend": args.backend,
         "context_size": getattr(args, "context_size", None),  # predict / evaluate only
+        "context_pack": getattr(args, "context_pack", None),
     }
 
 

@@ -436,3 +436,32 @@ def test_evaluation_windows_and_the_predictor_build_the_same_sequences(
     inputs = [Document(list(s.tokens), document_id=s.document) for s in sentences]
     assert len(list(predictor.predict_documents(inputs))) == len(sentences)
     assert sorted(calls[-1]) == sorted(f["input_ids"] for f in features)
+
+
+def test_pack_contexts_gives_a_runs_sentences_one_shared_window() -> None:
+    from nerfocal.context import pack_contexts
+
+    def windows(items: list, limit: int) -> list[tuple[str, ...]]:
+        packed = pack_contexts(items, limit)
+        return [
+            tuple(left + list(words) + right)
+            for (_, words, _, _), (left, right) in zip(items, list(packed), strict=True)
+        ]
+
+    L, R = ["l1", "l2"], ["r1"]
+    items = [
+        ("a", ["a1", "a2"], 2, (L, ["b1", "b2", "b3"])),  # the document a: a1 a2 | b1 b2 b3 | c1
+        ("a", ["b1", "b2", "b3"], 3, (["a1", "a2"], ["c1"])),
+        ("a", ["c1"], 1, (["b2", "b3"], R)),
+        ("b", ["x"], 1, ([], [])),  # a document of one sentence: no context, never packed
+        (None, ["y"], 1, ([], [])),
+        ("c", ["p"], 1, ([], ["q"])),
+        ("c", ["q"], 1, (["p"], [])),
+    ]
+    assert windows(items, 0) == [tuple(c[0] + w + c[1]) for _, w, _, c in items]  # 0: as given
+    shared = ("l1", "l2", "a1", "a2", "b1", "b2", "b3", "c1", "r1")
+    assert windows(items, 6) == [shared, shared, shared, ("x",), ("y",), ("p", "q"), ("p", "q")]
+    first, last = ("l1", "l2", "a1", "a2", "b1", "b2", "b3", "c1"), ("b2", "b3", "c1", "r1")
+    assert windows(items, 5) == [first, first, last, ("x",), ("y",), ("p", "q"), ("p", "q")]
+    assert windows(items, 1)[:3] == [tuple(c[0] + w + c[1]) for _, w, _, c in items[:3]]  # none fits 2
+    assert list(pack_contexts([], 8)) == []

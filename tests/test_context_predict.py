@@ -81,7 +81,8 @@ def test_predict_and_evaluate_read_the_context_the_training_evaluation_read(
     trained = [
         json.loads(line)["pred"] for line in (run / "predictions_validation.jsonl").read_text().splitlines()
     ]
-    predictor = Predictor.from_pretrained(run, device="cpu", decode="argmax")
+    # context_pack 0: each sentence in a window of its own, as the training evaluation reads it
+    predictor = Predictor.from_pretrained(run, device="cpu", decode="argmax", context_pack=0)
     assert predictor.context_size == CONTEXT  # the saved default
     documents = read_documents(str(_dev(run)), "conll", "utf-8", None)
     assert [p.tags for p in predictor.predict_documents(documents)] == trained
@@ -92,7 +93,7 @@ def test_predict_and_evaluate_read_the_context_the_training_evaluation_read(
 
     out = tmp_path / "eval.json"
     argv = ["--model", str(run), "--data", str(_dev(run)), "--output", str(out), "--device", "cpu", "--quiet"]
-    assert cli_evaluate.run(_args(cli_evaluate, argv)) == 0
+    assert cli_evaluate.run(_args(cli_evaluate, [*argv, "--context-pack", "0"])) == 0
     ours = json.loads(out.read_text())
     results = json.loads((run / "eval_results.json").read_text())["validation"]
     assert ours["context_size"] == CONTEXT
@@ -121,7 +122,15 @@ def test_context_size_flag_overrides_the_saved_one_and_bad_values_are_refused(
     )
 
 
-def test_context_comes_only_from_the_same_document(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+DOCUMENTS = [
+    ["The minister visited Toronto .", "Police in Valencia said two people were injured ."],
+    ["Zürich café naïve"],
+    ["a of the", "Paulo São", "the a"],
+]
+
+
+def _spy_windows(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The word lists the predictor puts in its windows (each with its context), as they are made."""
     import nerfocal.predict as predict_module
 
     seen: list[list[str]] = []
@@ -132,17 +141,17 @@ def test_context_comes_only_from_the_same_document(run: Path, monkeypatch: pytes
         return original(tokenizer, lists, *args)
 
     monkeypatch.setattr(predict_module, "tokenize_windows", spy)
-    predictor = Predictor.from_pretrained(run, device="cpu")
-    documents = [
-        ["The minister visited Toronto .", "Police in Valencia said two people were injured ."],
-        ["Zürich café naïve"],
-        ["a of the", "Paulo São", "the a"],
-    ]
+    return seen
+
+
+def test_context_comes_only_from_the_same_document(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _spy_windows(monkeypatch)
+    predictor = Predictor.from_pretrained(run, device="cpu", context_pack=0)
+    documents = DOCUMENTS
     entities = predictor.predict_sentences(documents)
     assert [len(d) for d in entities] == [2, 1, 3]
     vocab = [{w for text in document for w in text.split()} for document in documents]
     sentences = [(d, text.split()) for d, document in enumerate(documents) for text in document]
-    assert len(seen) == len(sentences)
     by_words = {" ".join(words): d for d, words in sentences}
     for words in seen:
         own = next(d for key, d in by_words.items() if key in " ".join(words))
@@ -161,8 +170,58 @@ def test_context_comes_only_from_the_same_document(run: Path, monkeypatch: pytes
         left + w + right
         for (_, w, _), (left, right) in zip(units, list(context_windows(units, CONTEXT, budget)), strict=True)
     ]
-    assert sorted(map(tuple, seen)) == sorted(map(tuple, expected))
+    # identical windows (here the sentences of the last document, each reading all of it) run once
+    assert list(map(tuple, seen)) == list(dict.fromkeys(map(tuple, expected)))
     assert len(seen[0]) > 5 and seen[0][:5] == sentences[0][1]  # the first sentence: right context only
+
+
+def test_packed_windows_hold_runs_of_one_documents_sentences_with_the_outer_context(
+    run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default packing: consecutive sentences of a document share a window (with the left context
+    of the first and the right context of the last), never across documents, never past max_length."""
+    from nerfocal.context import context_windows, pack_contexts
+
+    seen = _spy_windows(monkeypatch)
+    predictor = Predictor.from_pretrained(run, device="cpu")
+    tokenizer = predictor.tokenizer
+    budget = predictor.max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    assert predictor.context_pack == budget - 2 * CONTEXT  # what the window leaves besides the context
+    entities = predictor.predict_sentences(DOCUMENTS)
+    assert [len(d) for d in entities] == [2, 1, 3]
+    sentences = [(d, text.split()) for d, document in enumerate(DOCUMENTS) for text in document]
+    assert len(seen) == 3 < len(sentences)  # one window per document here
+    units = [
+        (str(d), w, [len(tokenizer(x, add_special_tokens=False)["input_ids"]) for x in w])
+        for d, w in sentences
+    ]
+    contexts = list(context_windows(units, CONTEXT, budget))
+    items = [(key, words, sum(n), c) for (key, words, n), c in zip(units, contexts, strict=True)]
+    packed = list(pack_contexts(items, predictor.context_pack))
+    expected = list(dict.fromkeys(tuple(c[0] + w + c[1]) for (_, w, _), c in zip(units, packed, strict=True)))
+    assert [len(c[0]) for c in packed] == [0, 5, 0, 0, 3, 5]  # each sentence: the run's words before it
+    assert sorted(map(tuple, seen)) == sorted(map(tuple, expected))
+    vocab = [{w for text in document for w in text.split()} for document in DOCUMENTS]
+    assert all(any(set(words) <= v for v in vocab) for words in seen)  # one document's words only
+    assert all(len(tokenizer(w, is_split_into_words=True)["input_ids"]) <= predictor.max_length for w in seen)
+
+
+def test_packing_changes_nothing_where_each_sentences_context_is_its_whole_document(run: Path) -> None:
+    """A document shorter than the context: each sentence alone already reads the whole document, so
+    the packed window is the same sequence and the tags and scores are the same."""
+    short = [["a of the", "Paulo São", "the a"], ["Zürich café naïve"], ["Toronto .", "in Valencia"]]
+    exact = Predictor.from_pretrained(run, device="cpu", context_pack=0)
+    packed = Predictor.from_pretrained(run, device="cpu")
+    documents = [
+        Document(text.split(), document_id=str(d)) for d, document in enumerate(short) for text in document
+    ]
+    ours = list(packed.predict_documents(documents))
+    theirs = list(exact.predict_documents(documents))
+    assert [p.tags for p in ours] == [p.tags for p in theirs]
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.scores == pytest.approx(b.scores, abs=1e-5)
+    with pytest.raises(ValueError, match=r"^context_pack: expected an integer >= 0"):
+        Predictor.from_pretrained(run, device="cpu", context_pack="64")
 
 
 def test_predictions_do_not_depend_on_the_neighbours_gold_tags(run: Path, tmp_path: Path) -> None:

@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         "model": str(args.model),
         "data": str(args.data),
         "context_size": predictor.context_size,
+        "context_pack": predictor.context_pack,
         **metrics,
     }
     sys.stdout.write(metrics["report"] + "\n")
