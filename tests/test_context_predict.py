@@ -81,8 +81,8 @@ def test_predict_and_evaluate_read_the_context_the_training_evaluation_read(
     trained = [
         json.loads(line)["pred"] for line in (run / "predictions_validation.jsonl").read_text().splitlines()
     ]
-    # context_pack 0: each sentence in a window of its own, as the training evaluation reads it
-    predictor = Predictor.from_pretrained(run, device="cpu", decode="argmax", context_pack=0)
+    # context_pack 0 (the default): each sentence in a window of its own, as the training evaluation reads it
+    predictor = Predictor.from_pretrained(run, device="cpu", decode="argmax")
     assert predictor.context_size == CONTEXT  # the saved default
     documents = read_documents(str(_dev(run)), "conll", "utf-8", None)
     assert [p.tags for p in predictor.predict_documents(documents)] == trained
@@ -93,7 +93,7 @@ def test_predict_and_evaluate_read_the_context_the_training_evaluation_read(
 
     out = tmp_path / "eval.json"
     argv = ["--model", str(run), "--data", str(_dev(run)), "--output", str(out), "--device", "cpu", "--quiet"]
-    assert cli_evaluate.run(_args(cli_evaluate, [*argv, "--context-pack", "0"])) == 0
+    assert cli_evaluate.run(_args(cli_evaluate, argv)) == 0
     ours = json.loads(out.read_text())
     results = json.loads((run / "eval_results.json").read_text())["validation"]
     assert ours["context_size"] == CONTEXT
@@ -108,6 +108,11 @@ def test_context_size_flag_overrides_the_saved_one_and_bad_values_are_refused(
     argv = ["--model", str(run), "--data", str(_dev(run)), "--output", str(out), "--device", "cpu", "--quiet"]
     assert cli_evaluate.run(_args(cli_evaluate, [*argv, "--context-size", "0"])) == 0
     assert json.loads(out.read_text())["context_size"] == 0
+    assert cli_evaluate.run(_args(cli_evaluate, [*argv, "--context-pack", "5"])) == 0
+    assert json.loads(out.read_text())["context_pack"] == 5
+    with pytest.raises(SystemExit):
+        cli_main(["predict", "--model", str(run), "--context-pack", "x"])
+    assert "argument --context-pack/--context_pack: expected an integer >= 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["predict", "--model", str(run), "--context-size", "-1"])
     assert "argument --context-size/--context_size: expected an integer >= 0" in capsys.readouterr().err
@@ -146,7 +151,7 @@ def _spy_windows(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
 def test_context_comes_only_from_the_same_document(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen = _spy_windows(monkeypatch)
-    predictor = Predictor.from_pretrained(run, device="cpu", context_pack=0)
+    predictor = Predictor.from_pretrained(run, device="cpu")
     documents = DOCUMENTS
     entities = predictor.predict_sentences(documents)
     assert [len(d) for d in entities] == [2, 1, 3]
@@ -178,15 +183,16 @@ def test_context_comes_only_from_the_same_document(run: Path, monkeypatch: pytes
 def test_packed_windows_hold_runs_of_one_documents_sentences_with_the_outer_context(
     run: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The default packing: consecutive sentences of a document share a window (with the left context
+    """Packing: consecutive sentences of a document share a window (with the left context
     of the first and the right context of the last), never across documents, never past max_length."""
     from nerfocal.context import context_windows, pack_contexts
 
     seen = _spy_windows(monkeypatch)
-    predictor = Predictor.from_pretrained(run, device="cpu")
+    assert Predictor.from_pretrained(run, device="cpu").context_pack == 0  # the default: no packing
+    predictor = Predictor.from_pretrained(run, device="cpu", context_pack=1000)
     tokenizer = predictor.tokenizer
     budget = predictor.max_length - tokenizer.num_special_tokens_to_add(pair=False)
-    assert predictor.context_pack == budget - 2 * CONTEXT  # what the window leaves besides the context
+    assert predictor.context_pack == budget - 2 * CONTEXT  # capped at what the window leaves
     entities = predictor.predict_sentences(DOCUMENTS)
     assert [len(d) for d in entities] == [2, 1, 3]
     sentences = [(d, text.split()) for d, document in enumerate(DOCUMENTS) for text in document]
@@ -211,7 +217,7 @@ def test_packing_changes_nothing_where_each_sentences_context_is_its_whole_docum
     the packed window is the same sequence and the tags and scores are the same."""
     short = [["a of the", "Paulo São", "the a"], ["Zürich café naïve"], ["Toronto .", "in Valencia"]]
     exact = Predictor.from_pretrained(run, device="cpu", context_pack=0)
-    packed = Predictor.from_pretrained(run, device="cpu")
+    packed = Predictor.from_pretrained(run, device="cpu", context_pack=64)
     documents = [
         Document(text.split(), document_id=str(d)) for d, document in enumerate(short) for text in document
     ]
