@@ -4,7 +4,10 @@ Plain ``Trainer``, the model's built-in cross-entropy, ``DataCollatorForTokenCla
 first-sub-word labels (the rest -100), truncation at ``max_length``, the default random sampler.
 Only the reading of the CoNLL files and the final word-level scoring are shared with nerfocal, so
 that both are scored on exactly the same gold sequences (a word the recipe leaves without a
-sub-word, or cuts off, is predicted ``O``).
+sub-word, or cuts off, is predicted ``O``). Evaluation (the early-stopping dev F1, the test
+predictions) runs in length-sorted batches with the rows put back in order, as nerfocal's does
+(:class:`nerfocal.eval_order.LengthSortedEvaluation`): the same scores, about 2x faster; training is
+the plain ``Trainer``'s.
 
     python benchmarks/reference.py --data-dir ../shared/data/wnut17 --output-dir /tmp/ref --seed 1
 """
@@ -74,12 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         AutoTokenizer,
         DataCollatorForTokenClassification,
         EarlyStoppingCallback,
-        Trainer,
         TrainingArguments,
         set_seed,
     )
 
     from nerfocal.conll import read_conll
+    from nerfocal.eval_order import LengthSortedEvaluation
     from nerfocal.labels import build_label_list, convert_tags, detect_scheme
     from nerfocal.loading import resolve_model_path
     from nerfocal.metrics import calibration_metrics, entity_metrics
@@ -144,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         use_cpu=True,
         restore_callback_states_from_checkpoint=stopping,  # a resumed run keeps its patience count
     )
-    trainer = Trainer(
+    trainer = LengthSortedEvaluation(
         model=model,
         args=targs,
         train_dataset=train_features,

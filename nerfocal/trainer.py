@@ -39,10 +39,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import SequentialSampler
-from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from nerfocal.eval_order import LengthSortedEvaluation
 from nerfocal.losses import IGNORE_INDEX, compute_loss, loss_params, resolve_alpha
 from nerfocal.prior_init import find_classifier, init_classifier_bias
 from nerfocal.sampler import EpochLengthGroupedSampler
@@ -64,7 +63,7 @@ class LossDivergedError(RuntimeError):
     """Training produced a NaN or infinite loss; the message names the step and the cause."""
 
 
-class FocalLossTrainer(Trainer):
+class FocalLossTrainer(LengthSortedEvaluation):
     """Trainer computing ``loss_config.loss`` from the logits, with CE warm-up and gamma ramp.
 
     Args:
@@ -209,16 +208,6 @@ class FocalLossTrainer(Trainer):
         # The epoch the training loop is in, as Trainer counts it (also right after a resume: state.epoch
         # is restored from the checkpoint before the epoch's first batch is drawn).
         return math.floor(self.state.epoch or 0)
-
-    def _get_eval_sampler(self, eval_dataset: Any) -> Any:
-        # transformers also groups *evaluation* batches by length (a seeded shuffle) when
-        # train_sampling_strategy is group_by_length; predictions would then come back out of order
-        # and no longer match their sentences. Evaluation stays in dataset order, always.
-        if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
-            return None
-        if self.args.world_size <= 1:
-            return SequentialSampler(eval_dataset)
-        return None  # accelerate shards in order; gather_for_metrics restores it and drops padding rows
 
     def get_batch_samples(
         self, epoch_iterator: Iterator[dict[str, Any]], num_batches: int, device: torch.device

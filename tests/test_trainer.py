@@ -196,3 +196,34 @@ def test_dataset_normalization_without_a_sized_training_set_falls_back_to_the_st
     assert trainer.mean_tokens_per_step() is None
     expected = step.compute_loss(step.model, dict(batch), num_items_in_batch=None)
     assert float(got.detach()) == pytest.approx(float(expected.detach()))
+
+
+def test_evaluation_runs_longest_first_and_hands_back_dataset_order(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Dev batches are length-sorted (less padding), but compute_metrics and predict see every row in
+    dataset order: the logits equal each sentence run alone, and the labels are the features' own."""
+    import numpy as np
+
+    features, tokenizer = sample_features(20)
+    lengths = [len(f["input_ids"]) for f in features]
+    assert lengths != sorted(lengths, reverse=True)  # the order matters here
+    model = tiny_model(seed=3)
+    seen: list[np.ndarray] = []
+
+    def compute_metrics(p):  # type: ignore[no-untyped-def]
+        seen.append(np.asarray(p.label_ids))
+        return {"rows": float(len(p.label_ids))}
+
+    trainer = make_trainer(tmp_path, features, tokenizer, model, per_device_eval_batch_size=4)
+    trainer.compute_metrics = compute_metrics
+    order = trainer._get_eval_sampler(features)
+    assert [lengths[i] for i in order] == sorted(lengths, reverse=True)
+    assert trainer.evaluate(features)["eval_rows"] == 20
+    output = trainer.predict(features)
+    model.eval()
+    for i, feature in enumerate(features):
+        n = lengths[i]
+        assert list(seen[0][i][:n]) == feature["labels"]  # compute_metrics: dataset order
+        with torch.no_grad():
+            alone = model(input_ids=torch.tensor([feature["input_ids"]])).logits[0].numpy()
+        np.testing.assert_allclose(output.predictions[i][:n], alone, atol=1e-5)
+        assert list(output.label_ids[i][:n]) == feature["labels"]
