@@ -229,3 +229,21 @@ def test_missing_spacy_gives_a_one_line_error_naming_the_extra(tmp_path: Path, m
     with pytest.raises(ImportError, match=r"needs spaCy: pip install nerfocal\[spacy\]"):
         convert(TRAIN, tmp_path / "t.spacy")
     assert not (tmp_path / "t.spacy").exists()
+
+
+def test_documents_survive_conll_to_jsonl_and_back(tmp_path: Path) -> None:
+    """-DOCSTART- documents become JSONL document_ids and -DOCSTART- lines again: nothing of the
+    document structure (what document context reads) is lost by a conversion."""
+    source = tmp_path / "docs.conll"
+    source.write_text(
+        "-DOCSTART- O\n\nAnna B-PER\nsaid O\n\nRome B-LOC\n\n-DOCSTART- O\n\nOslo B-LOC\n\n", encoding="utf-8"
+    )
+    convert(source, tmp_path / "docs.jsonl")
+    records = [json.loads(line) for line in (tmp_path / "docs.jsonl").read_text().splitlines()]
+    assert [r["document_id"] for r in records] == ["1", "1", "2"]
+    convert(tmp_path / "docs.jsonl", tmp_path / "back.conll")
+    assert (tmp_path / "back.conll").read_text() == source.read_text()
+    convert(source, tmp_path / "copy.conll")
+    assert [s.document for s in read_conll(tmp_path / "copy.conll")] == ["1", "1", "2"]
+    convert(TRAIN, tmp_path / "one.conll")  # one document (no marker): no marker written
+    assert "-DOCSTART-" not in (tmp_path / "one.conll").read_text()

@@ -11,8 +11,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from nerfocal.conll import Sentence, conll_block, read_conll, read_jsonl, row_documents
+from nerfocal.conll import DOCSTART, Sentence, conll_block, read_conll, read_jsonl, row_documents
 from nerfocal.formats._base import ConvertStats, atomic_open
 from nerfocal.labels import build_label_list, split_tag, tags_to_spans
 
@@ -54,24 +55,51 @@ def _check_tokens(sentence: Sentence, path: Path) -> None:
             )
 
 
+def _document_starts(sentences: list[Sentence]) -> list[bool]:
+    """Which sentences start a document, when the sentences hold two documents or more (else none).
+
+    A word file without document markers is one document, so one document needs no marker; sentences
+    without a document (formats with no documents) get none either, as before.
+    """
+    keys = [s.document for s in sentences if s.tokens]
+    if any(k is None for k in keys) or len(set(keys)) < 2:
+        return [False] * len(sentences)
+    starts, previous = [], None
+    for s in sentences:
+        starts.append(bool(s.tokens) and s.document != previous)
+        previous = s.document if s.tokens else previous
+    return starts
+
+
 def write_conll_file(path: str | Path, sentences: list[Sentence], stats: ConvertStats) -> None:
-    """``token tag`` lines, blank lines between sentences (atomic). Sentences without words are skipped."""
+    """``token tag`` lines, blank lines between sentences (atomic). Sentences without words are skipped.
+
+    Input of two documents or more keeps them: a ``-DOCSTART- O`` line (and a blank line) before the
+    first sentence of each (docs/context.md).
+    """
     path = Path(path)
+    starts = _document_starts(sentences)
     with atomic_open(path) as handle:
-        for s in sentences:
+        for s, start in zip(sentences, starts, strict=True):
             if not s.tokens:
                 continue
             _check_tokens(s, path)
+            if start:
+                handle.write(f"{DOCSTART} O\n\n")
             handle.write(conll_block(s.tokens, s.tags or []))
             stats.documents += 1
             stats.entities_out += len(tags_to_spans(s.tags or []))
 
 
 def write_jsonl_file(path: str | Path, sentences: list[Sentence], stats: ConvertStats) -> None:
-    """``{"tokens": [...], "tags": [...]}`` lines (atomic)."""
+    """``{"tokens": [...], "tags": [...]}`` lines (atomic), with ``"document_id"`` when the input has
+    documents (a CoNLL file's ``-DOCSTART-`` documents, a JSONL file's own ids)."""
     with atomic_open(path) as handle:
         for s in sentences:
-            handle.write(json.dumps({"tokens": s.tokens, "tags": s.tags}, ensure_ascii=False) + "\n")
+            record: dict[str, Any] = {"tokens": s.tokens, "tags": s.tags}
+            if s.document is not None:
+                record["document_id"] = s.document
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             stats.documents += 1
             stats.entities_out += len(tags_to_spans(s.tags or []))
 
