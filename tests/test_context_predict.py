@@ -5,6 +5,7 @@ from the input's documents, never from another document nor from any gold tag (d
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -316,3 +317,33 @@ def test_the_onnx_backend_reads_the_same_context(run: Path, tmp_path: Path) -> N
     assert [p.tags for p in onnx.predict_documents(documents)] == [
         p.tags for p in torch_predictor.predict_documents(documents)
     ]
+
+
+def test_serve_reads_a_requests_texts_as_one_document_when_asked(run: Path) -> None:
+    """POST /predict with "document": true: the texts are one document's sentences, read with each
+    other's context (what predict_sentences gives); without it each text is alone, as before."""
+    from fastapi.testclient import TestClient
+
+    from nerfocal.records import entity_records
+    from nerfocal.serve import create_app
+
+    predictor = Predictor.from_pretrained(run, device="cpu")
+    texts = ["The minister visited Toronto .", "Police in Valencia said two people were injured ."]
+    with TestClient(create_app(predictor)) as client:
+        together = client.post("/predict", json={"texts": texts, "document": True})
+        alone = client.post("/predict", json={"texts": texts})
+        bad = client.post("/predict", json={"texts": texts, "document": "yes"})
+        info = client.get("/info").json()
+    assert together.status_code == alone.status_code == 200
+    contexts = Predictor.from_pretrained(run, device="cpu")
+    docs = [dataclasses.replace(contexts.document(t), document_id="d") for t in texts]
+    expected = [entity_records(p) for p in contexts.predict_documents(docs)]
+    assert [p["entities"] for p in together.json()["predictions"]] == expected
+    single = [entity_records(p) for p in contexts.predict_documents([contexts.document(t) for t in texts])]
+    assert [p["entities"] for p in alone.json()["predictions"]] == single
+    with_context = [p.scores for p in contexts.predict_documents(docs)]
+    assert with_context != [
+        p.scores for p in contexts.predict_documents([contexts.document(t) for t in texts])
+    ]
+    assert bad.status_code == 422 and "document" in bad.json()["error"]
+    assert info["context_size"] == CONTEXT

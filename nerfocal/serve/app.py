@@ -10,7 +10,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from typing import Any
 
@@ -38,8 +38,14 @@ PREDICT_SCHEMA = {  # for /docs: the body is parsed by hand, so that every error
         "application/json": {
             "schema": {
                 "oneOf": [
-                    {"type": "object", "properties": {"texts": _STRINGS}},
-                    {"type": "object", "properties": {"tokens": {"type": "array", "items": _STRINGS}}},
+                    {"type": "object", "properties": {"texts": _STRINGS, "document": {"type": "boolean"}}},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "tokens": {"type": "array", "items": _STRINGS},
+                            "document": {"type": "boolean"},
+                        },
+                    },
                 ]
             },
             "example": {"texts": ["Angela Merkel visited Paris ."]},
@@ -93,8 +99,9 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_inputs(body: bytes, limits: Limits) -> tuple[str, list[Any]]:
-    """``("texts", [str, ...])`` or ``("tokens", [[str, ...], ...])`` from a request body.
+def parse_inputs(body: bytes, limits: Limits) -> tuple[str, list[Any], bool]:
+    """``("texts", [str, ...], document)`` or ``("tokens", [[str, ...], ...], document)`` from a body;
+    ``document`` (the optional ``"document": true``): the inputs are the sentences of one document.
 
     Raises:
         ApiError: 400 for a body that is not UTF-8 JSON; 422 for a wrong shape or a broken limit.
@@ -112,9 +119,14 @@ def parse_inputs(body: bytes, limits: Limits) -> tuple[str, list[Any]]:
         shape = '{"texts": [...]} or {"tokens": [...]}'
         raise ApiError(422, f"expected a JSON object {shape}, got {type(payload).__name__}")
     keys = set(payload) & {"texts", "tokens"}
-    unknown = sorted(set(payload) - {"texts", "tokens"})
+    unknown = sorted(set(payload) - {"texts", "tokens", "document"})
     if unknown:
-        raise ApiError(422, f'expected only the key "texts" or "tokens", got unknown keys {unknown[:5]}')
+        raise ApiError(
+            422, f'expected only the key "texts" or "tokens" (and "document"), got unknown keys {unknown[:5]}'
+        )
+    document = payload.get("document", False)
+    if not isinstance(document, bool):
+        raise ApiError(422, f'expected "document" to be true or false, got {type(document).__name__}')
     if len(keys) != 1:
         raise ApiError(422, f'expected exactly one of "texts" or "tokens", got {sorted(keys) or "neither"}')
     key = keys.pop()
@@ -139,7 +151,7 @@ def parse_inputs(body: bytes, limits: Limits) -> tuple[str, list[Any]]:
         if chars > limits.max_chars:
             message = f"{key}[{i}]: expected at most {limits.max_chars} characters, got {chars}"
             raise _limit_error(422, "max_chars", limits.max_chars, chars, message)
-    return key, items
+    return key, items, document
 
 
 def _static(name: str) -> str:
@@ -205,8 +217,11 @@ def create_app(
     @app.post("/predict", openapi_extra={"requestBody": PREDICT_SCHEMA})
     async def predict(request: Request) -> dict[str, Any]:
         """Entities of each text (character offsets) or token list (token indices), in input order."""
-        key, items = parse_inputs(await read_body(request, limits.max_body_bytes), limits)
+        key, items, one_document = parse_inputs(await read_body(request, limits.max_body_bytes), limits)
         documents = [Document(list(x)) if key == "tokens" else predictor.document(x) for x in items]
+        if one_document and getattr(predictor, "context_size", 0) > 0:
+            # the request's inputs are one document's sentences: each read with its neighbours' words
+            documents = list(predictor.with_context(replace(d, document_id="request") for d in documents))
         predictions = await batcher.predict(documents)
         return {"predictions": [{"entities": entity_records(p)} for p in predictions]}
 
@@ -225,6 +240,7 @@ def create_app(
             "labels": list(predictor.labels),
             "scheme": getattr(predictor, "scheme", None),
             "decode": getattr(predictor, "decode", None),
+            "context_size": getattr(predictor, "context_size", 0),
             "device": str(getattr(predictor, "device", "")),
             "version": __version__,
             "limits": {**asdict(limits), "max_batch_tokens": max_batch_tokens, "max_wait_ms": max_wait_ms},
