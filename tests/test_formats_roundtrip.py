@@ -243,6 +243,9 @@ def test_documents_survive_conll_to_jsonl_and_back(tmp_path: Path) -> None:
     assert [r["document_id"] for r in records] == ["1", "1", "2"]
     convert(tmp_path / "docs.jsonl", tmp_path / "back.conll")
     assert (tmp_path / "back.conll").read_text() == source.read_text()
+    convert(source, tmp_path / "ds")  # a dataset saved to disk: a document_id column
+    convert(tmp_path / "ds", tmp_path / "from_ds.conll")
+    assert (tmp_path / "from_ds.conll").read_text() == source.read_text()
     convert(source, tmp_path / "copy.conll")
     assert [s.document for s in read_conll(tmp_path / "copy.conll")] == ["1", "1", "2"]
     convert(TRAIN, tmp_path / "one.conll")  # one document (no marker): no marker written

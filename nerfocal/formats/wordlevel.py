@@ -140,8 +140,9 @@ def read_hf_disk(path: str | Path, *, stats: ConvertStats) -> list[Sentence]:
 
 
 def write_hf_disk(path: str | Path, sentences: list[Sentence], stats: ConvertStats, scheme: str) -> None:
-    """``Dataset.from_dict`` with ``ner_tags`` as a ``ClassLabel`` (labels: :func:`build_label_list`),
-    saved to a temporary folder beside ``path`` and moved over it once complete."""
+    """``Dataset.from_dict`` with ``ner_tags`` as a ``ClassLabel`` (labels: :func:`build_label_list`)
+    and, when the input has documents, a ``document_id`` column; saved to a temporary folder beside
+    ``path`` and moved over it once complete."""
     import datasets
 
     path = Path(path)
@@ -151,19 +152,18 @@ def write_hf_disk(path: str | Path, sentences: list[Sentence], stats: ConvertSta
         raise FileNotFoundError(f"{path}: the output directory {path.parent} does not exist")
     label_list = build_label_list([s.tags or [] for s in sentences], scheme)
     label2id = {label: i for i, label in enumerate(label_list)}
-    features = datasets.Features(
-        {
-            "tokens": datasets.Sequence(datasets.Value("string")),
-            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=label_list)),
-        }
-    )
-    ds = datasets.Dataset.from_dict(
-        {
-            "tokens": [s.tokens for s in sentences],
-            "ner_tags": [[label2id[t] for t in s.tags or []] for s in sentences],
-        },
-        features=features,
-    )
+    columns: dict[str, Any] = {
+        "tokens": datasets.Sequence(datasets.Value("string")),
+        "ner_tags": datasets.Sequence(datasets.ClassLabel(names=label_list)),
+    }
+    rows: dict[str, list[Any]] = {
+        "tokens": [s.tokens for s in sentences],
+        "ner_tags": [[label2id[t] for t in s.tags or []] for s in sentences],
+    }
+    if any(s.document is not None for s in sentences):  # the input's documents, as JSONL keeps them
+        columns["document_id"] = datasets.Value("string")
+        rows["document_id"] = [s.document for s in sentences]
+    ds = datasets.Dataset.from_dict(rows, features=datasets.Features(columns))
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     old = path.parent / f"{tmp.name}.old"
     try:
