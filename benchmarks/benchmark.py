@@ -127,46 +127,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.table == "convergence" and args.cached_only):  # its tables come from the jsonl alone
         require_shared_data()
-    if args.table == "accuracy":
-        import accuracy
+    import importlib
 
-        accuracy.main(args)
-    elif args.table == "train-speed":
-        import train_speed
-
-        train_speed.main(args)
-    elif args.table == "convergence":
-        import convergence
-
-        convergence.main(args)
-    elif args.table == "serve":
-        import serve_bench
-
-        serve_bench.main(args)
-    elif args.table == "workers":
-        import predict_workers
-
-        predict_workers.main(args)
-    elif args.table == "context":
-        import context
-
-        context.main(args)
-    elif args.table == "context-pack":
-        import context_packing
-
-        context_packing.main(args)
-    elif args.table == "onnx":
-        import onnx_speed
-
-        onnx_speed.main(args)
-    elif args.table == "step-sizes":
-        import step_sizes
-
-        step_sizes.main(args)
-    else:
-        import inference
-
-        inference.main(args)
+    modules = {  # sub-command -> its module in benchmarks/ (each has main(args))
+        "accuracy": "accuracy",
+        "train-speed": "train_speed",
+        "convergence": "convergence",
+        "serve": "serve_bench",
+        "workers": "predict_workers",
+        "context": "context",
+        "context-pack": "context_packing",
+        "onnx": "onnx_speed",
+        "step-sizes": "step_sizes",
+    }
+    importlib.import_module(modules.get(args.table, "inference")).main(args)
     return 0
 
 
