@@ -50,7 +50,9 @@ def fp32(
 @pytest.fixture(scope="module")
 def int8(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     output = tmp_path_factory.mktemp("exports") / "int8"
-    export_model(model_dir, output, quantize="int8")
+    # a random tiny model has near-tied logits: its int8 argmax agreement moved between 97.9% and the
+    # default 98% threshold with the machine's load (seen 2026-12-02, old code too), so test at 95%
+    export_model(model_dir, output, quantize="int8", min_agreement=0.95)
     return output
 
 
