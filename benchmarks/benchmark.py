@@ -124,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     pack.add_argument("--packs", nargs="+", type=int, default=[0, 32, 64, 126], help="context_pack values")
     pack.add_argument("--limit", type=int, default=None, help="only the first N test sentences")
     pack.add_argument("--threads", type=int, default=1)
+    order = sub.add_parser("eval-order", help="length-sorted evaluation vs transformers' dataset order")
+    order.add_argument("--limit", type=int, default=1200, help="CoNLL-2003 dev sentences")
+    order.add_argument("--batch-size", type=int, default=64)
+    order.add_argument("--rounds", type=int, default=2)
+    order.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if not (args.table == "convergence" and args.cached_only):  # its tables come from the jsonl alone
         require_shared_data()
@@ -137,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         "workers": "predict_workers",
         "context": "context",
         "context-pack": "context_packing",
+        "eval-order": "eval_order_speed",
         "onnx": "onnx_speed",
         "step-sizes": "step_sizes",
     }

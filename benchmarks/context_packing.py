@@ -21,18 +21,15 @@ from typing import Any
 from common import DATASETS, command_line, machine, write_section
 
 
-def read(model: str, test: Path, limit: int | None, **kwargs: Any) -> dict[str, Any]:
-    from nerfocal.documents import read_documents
+def read(model: str, documents: list[Any], **kwargs: Any) -> dict[str, Any]:
     from nerfocal.predict import Predictor
 
     predictor = Predictor.from_pretrained(model, device="cpu", **kwargs)
-    documents = list(read_documents(str(test), "conll", "utf-8", None))[:limit]
     start = time.perf_counter()
     predictions = list(predictor.predict_documents(documents))
     seconds = time.perf_counter() - start
     return {
         "tags": [p.tags for p in predictions],
-        "gold": [d.gold or [] for d in documents],
         "sentences_per_s": len(predictions) / seconds,
         "context_size": predictor.context_size,
         "context_pack": predictor.context_pack,
@@ -47,11 +44,14 @@ def main(args: Any) -> None:
     from nerfocal.metrics import entity_metrics
 
     torch.set_num_threads(args.threads)
+    from nerfocal.documents import read_documents
+
     test = Path(DATASETS["conll2003"]["dir"]) / "test.txt"
-    readings = {"no context": read(args.model, test, args.limit, context_size=0)}
+    documents = list(read_documents(str(test), "conll", "utf-8", None))[: args.limit]
+    readings = {"no context": read(args.model, documents, context_size=0)}
     for pack in args.packs:
-        readings[f"context_pack {pack}"] = read(args.model, test, args.limit, context_pack=pack)
-    gold = [convert_tags(g, "IOB1", "IOB2") for g in readings["no context"]["gold"]]
+        readings[f"context_pack {pack}"] = read(args.model, documents, context_pack=pack)
+    gold = [convert_tags(d.gold or [], "IOB1", "IOB2") for d in documents]
     base = readings["no context"]["sentences_per_s"]
     alone = readings.get("context_pack 0")
     size = next(r["context_size"] for name, r in readings.items() if name != "no context")

@@ -48,15 +48,18 @@ def _exports(model_dir: str | Path, root: Path) -> dict[str, Any]:
     from nerfocal.export import export_model
     from nerfocal.quantize import Int8Options
 
+    # the benchmark measures what int8 does (F1, entity agreement, and the check's own argmax agreement,
+    # all in its table), so an export below the check's 98% is a figure to report, not an abort: the
+    # first recipe gives 95.7% on the MiniLM model, and random test models sit near the threshold
+    measure = {"quantize": "int8", "min_agreement": 0.0}
     plans: dict[str, dict[str, Any]] = {
         "onnx_fp32": {},
-        "onnx_int8": {"quantize": "int8"},
-        "onnx_int8_all": {"quantize": "int8", "int8": Int8Options(keep_float=())},
+        "onnx_int8": measure,
+        "onnx_int8_all": {**measure, "int8": Int8Options(keep_float=())},
         "onnx_int8_old": {
-            "quantize": "int8",
+            **measure,
             "int8": Int8Options(per_channel=False, keep_float=()),
             "optimize": False,
-            "min_agreement": 0.0,  # the first recipe fails the check on the MiniLM model (95.7%)
         },
     }
     return {name: export_model(model_dir, root / name, **kw) for name, kw in plans.items()}

@@ -4,7 +4,8 @@ transformers evaluates in dataset order (or, with ``train_sampling_strategy grou
 seeded length-grouped shuffle whose predictions come back out of order). Dev sentences of random
 lengths in batches of 64 are mostly padding, so nerfocal's trainer, on one process, runs them longest
 first and puts every row back in dataset order before ``compute_metrics`` and in what ``evaluate`` /
-``predict`` return: the scores and predictions are those of the sequential order, about 2x faster.
+``predict`` return: the scores and predictions are those of the sequential order, 2.3x faster
+(``benchmark.py eval-order``).
 Several processes keep the dataset order (accelerate shards it and ``gather_for_metrics`` restores it).
 """
 
@@ -26,14 +27,15 @@ class LengthSortedEvaluation(Trainer):
     def _get_eval_sampler(self, eval_dataset: Any) -> Any:
         # transformers also groups *evaluation* batches by length (a seeded shuffle) when
         # train_sampling_strategy is group_by_length, and would hand the predictions back in that order.
-        # One process: batches of similar length, longest first (less padding: dev evaluation about 2x
-        # faster), the predictions put back in dataset order by evaluation_loop. Several: dataset order.
+        # One process: longest first (less padding), the rows put back in dataset order by
+        # evaluation_loop; else dataset order (accelerate shards in order and gather_for_metrics
+        # restores it, dropping the padding rows).
         if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
             return None
-        if self.args.world_size <= 1:
-            order = self._eval_order(eval_dataset)
-            return SequentialSampler(eval_dataset) if order is None else order.tolist()
-        return None  # accelerate shards in order; gather_for_metrics restores it and drops padding rows
+        order = self._eval_order(eval_dataset)
+        if order is not None:
+            return order.tolist()
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     def _eval_order(self, dataset: Any) -> np.ndarray | None:
         """Dataset indices by decreasing length (stable), or None: keep the dataset order."""

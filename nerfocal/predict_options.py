@@ -66,10 +66,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default_decode: str)
     parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
 
 
-def _context_size(value: str) -> int:
-    """``--context-size``: an integer >= 0 (argparse names the flag in its error)."""
+def _sub_words(value: str) -> int:
+    """``--context-size`` / ``--context-pack``: an integer >= 0 (argparse names the flag in its error)."""
     if not value.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (sub-words on each side), got {value!r}")
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (sub-words), got {value!r}")
     return int(value)
 
 
@@ -77,7 +77,7 @@ def add_context_arguments(parser: argparse.ArgumentParser) -> None:
     """Document context options of ``predict`` and ``evaluate`` (docs/context.md)."""
     parser.add_argument(
         "--context-size",
-        type=_context_size,
+        type=_sub_words,
         default=None,
         metavar="N",
         help="sub-words of document context on each side of a sentence (default: the training run's "
@@ -85,11 +85,11 @@ def add_context_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--context-pack",
-        type=_context_size,
+        type=_sub_words,
         default=0,
         metavar="N",
         help="with context, read consecutive sentences of a document of at most N sub-words in all in one "
-        "window: faster, a little less accurate (docs/context.md#packing; 64: about 2x the speed); "
+        "window: faster, a little less accurate (docs/context.md#packing; 64: 2.5x the speed); "
         "default 0: each sentence in a window of its own, as in training",
     )
     parser.add_argument(

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from fixtures import IOB2_LABELS, save_tiny_model
+from fixtures import IOB2_LABELS, save_int8_test_model
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install nerfocal[onnx])")
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install nerfocal[onnx])")
@@ -41,7 +41,7 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("torch"), IOB2_LABELS, max_length=24)
+    return save_int8_test_model(tmp_path_factory.mktemp("torch"), IOB2_LABELS, max_length=24)
 
 
 @pytest.fixture(scope="module")

@@ -220,7 +220,9 @@ def create_app(
         key, items, one_document = parse_inputs(await read_body(request, limits.max_body_bytes), limits)
         documents = [Document(list(x)) if key == "tokens" else predictor.document(x) for x in items]
         if one_document and getattr(predictor, "context_size", 0) > 0:
-            # the request's inputs are one document's sentences: each read with its neighbours' words
+            # the request's inputs are one document's sentences: each read with its neighbours' words.
+            # On the event loop, not a thread: the model thread uses the same Rust tokenizer, which can
+            # refuse concurrent calls ("Already borrowed", huggingface/tokenizers#537).
             documents = list(predictor.with_context(replace(d, document_id="request") for d in documents))
         predictions = await batcher.predict(documents)
         return {"predictions": [{"entities": entity_records(p)} for p in predictions]}
