@@ -59,6 +59,10 @@ SUBSETS: dict[str, tuple[str, float]] = {
 ROWS: dict[str, tuple[str, list[str] | None]] = {
     "reference_ce": ("reference recipe (run_ner.py: Trainer + built-in CE) + EarlyStoppingCallback", None),
     "default": ("nerfocal's default recipe (focal gamma 2 + prior init)", []),
+    "default_obias": (
+        "nerfocal's default recipe + O bias fitted on dev (`o_bias auto`)",
+        ["--o_bias", "auto"],
+    ),
     "ce": ("nerfocal CE", ["--loss", "ce", "--prior_init", "false"]),
     "focal": ("focal, gamma 2, no prior init", ["--loss", "focal", "--prior_init", "false"]),
     "focal_alpha_o": ("focal + prior init + alpha 0.75 (O-heavy)", ["--alpha", "0.75"]),

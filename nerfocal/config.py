@@ -28,6 +28,7 @@ from nerfocal.config_io import number_list as _number_list
 from nerfocal.config_io import tokens_seen as _tokens_seen
 from nerfocal.conll import boundary_rule
 from nerfocal.context import check_context_options
+from nerfocal.decision import parse_o_bias
 from nerfocal.io import text_encoding
 from nerfocal.losses import ALPHA_NORMALIZATIONS, FOCAL_FAMILY, LOSSES
 from nerfocal.training_args import NerTrainingArguments
@@ -262,10 +263,14 @@ class LossConfig:
     temperature_scaling: bool = field(
         default=True, metadata={"help": "Fit a softmax temperature on the dev set after training."}
     )
+    o_bias: str = field(
+        default="0", metadata={"help": "Margin off O's log-prob in decoding: a number or 'auto' (dev-fit)."}
+    )
 
     def __post_init__(self) -> None:
         for name in ("adaptive_gammas", "adaptive_thresholds"):
             setattr(self, name, _number_list(name, getattr(self, name)))
+        self.o_bias = parse_o_bias(self.o_bias)
         check_field_types(self, skip=("alpha", "adaptive_gammas", "adaptive_thresholds"))
         if self.loss not in LOSSES:
             raise ValueError(f"loss: expected one of {LOSSES}, got {self.loss!r}")
@@ -297,9 +302,8 @@ class LossConfig:
         gammas, thresholds = self.adaptive_params()
         if len(gammas) != len(thresholds) + 1:
             raise ValueError(
-                f"adaptive_gammas: expected {len(thresholds) + 1} values "
-                "(one more than adaptive_thresholds), "
-                f"got {len(gammas)}"
+                f"adaptive_gammas: expected {len(thresholds) + 1} values (one more than "
+                f"adaptive_thresholds), got {len(gammas)}"
             )
 
     def adaptive_params(self) -> tuple[tuple[float, ...], tuple[float, ...]]:

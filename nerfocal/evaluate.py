@@ -35,8 +35,12 @@ def score_logits(
     *,
     strict: bool = False,
     temperature: float = 1.0,
+    o_bias: float = 0.0,
 ) -> tuple[dict[str, Any], list[list[str]]]:
     """Entity metrics of the argmax predictions plus token-level ECE/NLL.
+
+    ``o_bias`` is taken off ``O``'s temperature-scaled logit before the argmax
+    (:mod:`nerfocal.decision`); the calibration scores are of the model's own probabilities.
 
     Args:
         logits: float array ``[N, S, C]`` (one row per window, padded).
@@ -48,7 +52,14 @@ def score_logits(
     Returns:
         ``(metrics, predicted tags per sentence)``.
     """
-    preds = logits.argmax(-1)  # [N, S]
+    decision = logits
+    if o_bias:
+        from nerfocal.decision import shifted
+        from nerfocal.decode import outside_id
+
+        outside = outside_id([id2label[i] for i in range(len(id2label))])
+        decision = shifted(logits / temperature, outside, o_bias)
+    preds = decision.argmax(-1)  # [N, S]
     tags = word_predictions(windows, preds, sentences, id2label)
     gold = [s.tags or [] for s in sentences]
     metrics = entity_metrics(gold, tags, strict=strict)
@@ -92,11 +103,11 @@ def evaluate_splits(
     id2label: dict[int, str],
     data_cfg: Any,
     loss_cfg: Any,
-) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[np.ndarray, np.ndarray]], float]:
-    """Predict every eval split once, fit the temperature on dev, score with and without it.
+) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[np.ndarray, np.ndarray]], float, float]:
+    """Predict every eval split once, fit the temperature and the ``O`` bias on dev, score with both.
 
     Returns:
-        ``(metrics per split, raw (logits, labels) per split, temperature)``.
+        ``(metrics per split, raw (logits, labels) per split, temperature, o_bias)``.
     """
     from nerfocal.metrics import fit_temperature, temperature_fit_problem
 
@@ -109,22 +120,45 @@ def evaluate_splits(
         else:
             temperature = fit_temperature(*raw["validation"])
             logger.info("temperature scaling: T = %.4f (fitted on the dev set)", temperature)
+
+    def score(split: str, **kwargs: Any) -> dict[str, Any]:
+        logits, labels = raw[split]
+        evaluated = evals[split]
+        kwargs.setdefault("temperature", temperature)
+        where = {"windows": evaluated.windows, "sentences": evaluated.sentences, "id2label": id2label}
+        return score_logits(logits, labels, **where, strict=data_cfg.strict_metrics, **kwargs)[0]
+
+    o_bias = choose_o_bias(loss_cfg.o_bias, raw, score)
     results: dict[str, Any] = {}
-    for split, (logits, labels) in raw.items():
-        score = {
-            "windows": evals[split].windows,
-            "sentences": evals[split].sentences,
-            "id2label": id2label,
-            "strict": data_cfg.strict_metrics,
-        }
-        metrics, _ = score_logits(logits, labels, temperature=temperature, **score)
+    for split in raw:
+        metrics = score(split, o_bias=o_bias)
         if loss_cfg.temperature_scaling:
-            before, _ = score_logits(logits, labels, **score)
+            before = score(split, temperature=1.0)
             metrics["ece_before_temperature"] = before["ece"]
             metrics["nll_before_temperature"] = before["nll"]
             metrics["temperature"] = temperature
+        if o_bias:
+            without = score(split)
+            metrics.update(o_bias=o_bias, f1_without_o_bias=without["f1"])
+            metrics["macro_f1_without_o_bias"] = without["macro_f1"]
         results[split] = metrics
-    return results, raw, temperature
+    return results, raw, temperature, o_bias
+
+
+def choose_o_bias(option: str, raw: dict[str, Any], score: Any) -> float:
+    """The ``o_bias`` option's value: a number as is; ``auto`` fitted on the dev split's entity F1
+    (0 without a dev split, with a warning)."""
+    from nerfocal.decision import fit_o_bias
+
+    if option != "auto":
+        return float(option)
+    if "validation" not in raw:
+        logger.warning("o_bias auto: no dev set to choose it on, so o_bias = 0")
+        return 0.0
+    bias, scores = fit_o_bias(lambda b: score("validation", o_bias=b)["f1"])
+    without = scores.get(0.0, float("nan"))
+    logger.info("o_bias auto: %g (dev entity F1 %.4f; %.4f without)", bias, scores[bias], without)
+    return bias
 
 
 def read_gold(path: str, data_format: str, encoding: str) -> tuple[list[list[str]], list[list[str]]]:

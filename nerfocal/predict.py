@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from nerfocal.context import check_context_options, context_windows, merge_shared_windows, pack_contexts
+from nerfocal.decision import parse_o_bias
 from nerfocal.decode import (
     DECODERS,
     VITERBI_SEGMENT,
@@ -93,6 +94,8 @@ class Predictor:
             the last (faster, a little less accurate: docs/context.md#packing); capped at what the
             window leaves besides the two contexts. 0 (default): each sentence in a window of its own,
             exactly as the training evaluation reads it.
+        o_bias: taken off ``O``'s log-probability before decoding (:mod:`nerfocal.decision`); default the
+            training run's (``config.nerfocal_o_bias``), else 0. Entity scores stay the model's probabilities.
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class Predictor:
         dtype: str = "float32",
         context_size: int | None = None,
         context_pack: int = 0,
+        o_bias: float | None = None,
     ) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"expected dtype in {tuple(DTYPES)}, got {dtype!r}")
@@ -162,6 +166,8 @@ class Predictor:
         self.constraints = transition_constraints(self.labels, self.scheme)
         self.outside = outside_id(self.labels)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        saved_bias = getattr(config, "nerfocal_o_bias", None)
+        self.o_bias = float(parse_o_bias(saved_bias or 0) if o_bias is None else parse_o_bias(o_bias))
 
     @classmethod
     def from_pretrained(
@@ -283,6 +289,8 @@ class Predictor:
         units, unit_contexts = merge_shared_windows(word_lists, contexts)  # packed runs: one window
         any_context = any(a or b for a, b in unit_contexts)
         log_probs = self._word_log_probs(units, unit_contexts if any_context else None)
+        decision = log_probs.clone()  # [words, C]: the O bias moves the decision, not the scores
+        decision[:, self.outside] -= self.o_bias
         lengths = torch.tensor([len(words) for words in word_lists])
         offsets = torch.cumsum(lengths, 0) - lengths
 
@@ -296,8 +304,9 @@ class Predictor:
         if self.decode == "viterbi":  # very long documents: Viterbi in overlapping segments
             while order and int(lengths[order[0]]) > VITERBI_SEGMENT:
                 row, order = order[0], order[1:]
-                doc_log_probs = log_probs[int(offsets[row]) : int(offsets[row] + lengths[row])]  # [T, C]
-                tag_ids = self._viterbi_segments(doc_log_probs)  # [T]
+                span = slice(int(offsets[row]), int(offsets[row] + lengths[row]))
+                doc_log_probs = log_probs[span]  # [T, C]
+                tag_ids = self._viterbi_segments(decision[span])  # [T]
                 store(row, tag_ids, doc_log_probs.gather(1, tag_ids.unsqueeze(1)).squeeze(1).exp())
         budget = max(self.batch_tokens * 16, int(lengths.max()))
         while order:  # groups of similar length, at most `budget` padded word positions each
@@ -307,7 +316,7 @@ class Predictor:
             positions = torch.arange(steps)
             gather = offsets[index, None] + torch.minimum(positions, lengths[index, None] - 1)  # [B, T]
             group_log_probs = log_probs[gather]  # [B, T, C]
-            tag_ids = decode(group_log_probs, lengths[index], self.decode, self.constraints)  # [B, T]
+            tag_ids = decode(decision[gather], lengths[index], self.decode, self.constraints)  # [B, T]
             probs = group_log_probs.gather(2, tag_ids.unsqueeze(2)).squeeze(2).exp()  # [B, T]
             for k, row in enumerate(group):
                 store(row, tag_ids[k], probs[k])

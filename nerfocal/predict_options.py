@@ -45,6 +45,14 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, default_decode: str)
         help="ignore the calibration temperature saved with the model",
     )
     parser.add_argument(
+        "--o-bias",
+        type=_o_bias,
+        default=None,
+        metavar="B",
+        help="margin taken off O's log-probability before decoding: more entities above 0, fewer below "
+        "(default: the o_bias saved with the model, else 0)",
+    )
+    parser.add_argument(
         "--trust-remote-code",
         action="store_true",
         help="allow custom model code shipped in the model directory",
@@ -138,7 +146,20 @@ def predictor_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "backend": args.backend,
         "context_size": getattr(args, "context_size", None),  # predict / evaluate only
         "context_pack": getattr(args, "context_pack", 0),
+        "o_bias": getattr(args, "o_bias", None),
     }
+
+
+def _o_bias(text: str) -> float:
+    """``--o-bias``: a finite number (argparse turns the ValueError into a one-line usage error)."""
+    from nerfocal.decision import parse_o_bias
+
+    if text.strip() == "auto":
+        raise argparse.ArgumentTypeError("'auto' is chosen at training (o_bias auto); give a number here")
+    try:
+        return float(parse_o_bias(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("o_bias: ")) from None
 
 
 def predictor_from_args(args: argparse.Namespace, **kwargs: Any) -> Any:

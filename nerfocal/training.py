@@ -355,7 +355,7 @@ def save_run(
     main_process = args.process_index == 0
     save_final_model(trainer, out)  # a full disk: retried into a rescue folder, then a one-line error
     trainer.save_state()
-    split_metrics, raw, temperature = evaluate_splits(
+    split_metrics, raw, temperature, o_bias = evaluate_splits(
         trainer, prepared.evals, prepared.id2label, data_cfg, loss_cfg
     )
     metrics.update(split_metrics)
@@ -363,21 +363,21 @@ def save_run(
         format_report(m, title=f"== {split} ({len(prepared.evals[split].sentences)} sentences) ==")
         for split, m in split_metrics.items()
     ]
-    trainer.model.config.nerfocal_temperature = temperature
+    trainer.model.config.nerfocal_temperature, trainer.model.config.nerfocal_o_bias = temperature, o_bias
     if main_process:
-        trainer.model.config.save_pretrained(out)  # now with the fitted temperature
+        trainer.model.config.save_pretrained(out)  # now with the fitted temperature and O bias
         save_config(out / "nerfocal_config.yaml", *configs)
         write_json(out / "eval_results.json", metrics)
         write_text(out / "eval_report.txt", "\n\n".join(reports) + "\n")
         print("\n\n".join(reports))
         print(f"model saved to {out} (training {train_seconds:.0f} s)")
-        _write_predictions_and_report(out, raw, prepared, temperature)
+        _write_predictions_and_report(out, raw, prepared, temperature, o_bias)
         push_if_asked(args, out)
     trainer.accelerator.wait_for_everyone()
 
 
 def _write_predictions_and_report(
-    out: Path, raw: dict[str, Any], prepared: PreparedData, temperature: float
+    out: Path, raw: dict[str, Any], prepared: PreparedData, temperature: float, o_bias: float
 ) -> None:
     """Word-level predictions + the run report; a failure here never fails training."""
     try:
@@ -387,7 +387,7 @@ def _write_predictions_and_report(
             evaluated = prepared.evals[split]
             path = out / f"predictions_{split}.jsonl"
             write_run_predictions(
-                path, logits, evaluated.windows, evaluated.sentences, prepared.id2label, temperature
+                path, logits, evaluated.windows, evaluated.sentences, prepared.id2label, temperature, o_bias
             )
         write_report(out)
     except Exception:

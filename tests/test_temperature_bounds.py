@@ -48,8 +48,8 @@ def test_evaluate_splits_skips_the_fit_with_a_message(
     monkeypatch.setattr(evaluate_module, "predict_logits", lambda trainer, features: raw)
     monkeypatch.setattr(evaluate_module, "score_logits", lambda *a, **k: ({"ece": 0.0, "nll": 0.0}, None))
     evals: dict[str, Any] = {"validation": SimpleNamespace(features=[], windows=[], sentences=[])}
-    cfg = SimpleNamespace(strict_metrics=False, temperature_scaling=True)
+    cfg = SimpleNamespace(strict_metrics=False, temperature_scaling=True, o_bias="0")
     with caplog.at_level(logging.INFO, logger="nerfocal"):
-        metrics, _, temperature = evaluate_module.evaluate_splits(None, evals, {}, cfg, cfg)
+        metrics, _, temperature, _ = evaluate_module.evaluate_splits(None, evals, {}, cfg, cfg)
     assert temperature == 1.0 and metrics["validation"]["temperature"] == 1.0
     assert "temperature scaling: skipped" in caplog.text and "gets every token right" in caplog.text

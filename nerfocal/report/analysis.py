@@ -89,21 +89,30 @@ class ErrorCase:
 
 
 def word_confidences(
-    logits: np.ndarray, windows: Sequence[Any], sentences: Sequence[Any], temperature: float = 1.0
+    logits: np.ndarray,
+    windows: Sequence[Any],
+    sentences: Sequence[Any],
+    temperature: float = 1.0,
+    choices: np.ndarray | None = None,
 ) -> list[list[float | None]]:
-    """Max softmax probability at each word's first sub-word (as :func:`nerfocal.data.word_predictions`).
+    """Softmax probability of each word's predicted class at its first sub-word (as
+    :func:`nerfocal.data.word_predictions`): the max probability, or that of ``choices``.
 
     Args:
         logits: float array ``[N, S, C]``, one row per window.
         windows: :class:`nerfocal.data.Window` per row.
         sentences: the sentences the windows come from.
         temperature: logits are divided by it before the softmax.
+        choices: int array ``[N, S]``, the predicted class ids when they are not the argmax (``o_bias``).
     """
     out: list[list[float | None]] = [[None] * len(s.tokens) for s in sentences]
-    for window, row in zip(windows, logits, strict=True):
+    for k, (window, row) in enumerate(zip(windows, logits, strict=True)):
         z = np.asarray(row, dtype=np.float64)[window.first_subwords] / temperature  # [W, C]
         z = z - z.max(axis=-1, keepdims=True)
-        confidence = 1.0 / np.exp(z).sum(axis=-1)  # [W], the max probability: exp(0) / sum
+        picked: Any = 0.0
+        if choices is not None:  # [W]: the chosen class's z
+            picked = np.take_along_axis(z, choices[k][window.first_subwords, None], -1)[:, 0]
+        confidence = np.exp(picked) / np.exp(z).sum(axis=-1)  # [W]; the max: exp(0) / sum
         for n, value in enumerate(confidence.tolist()):
             out[window.sentence_index][window.word_offset + n] = value
     return out
@@ -116,16 +125,24 @@ def write_run_predictions(
     sentences: Sequence[Any],
     id2label: dict[int, str],
     temperature: float = 1.0,
+    o_bias: float = 0.0,
 ) -> Path:
-    """Write a training run's argmax predictions of one split as ``predictions_<split>.jsonl``."""
+    """Write a training run's argmax predictions of one split as ``predictions_<split>.jsonl`` (``O``
+    less ``o_bias`` in the argmax, as the run's scores; the confidences are the model's probabilities)."""
+    from nerfocal.decision import shifted
+    from nerfocal.decode import outside_id
     from nerfocal.encode import word_predictions
 
-    pred = word_predictions(windows, np.asarray(logits).argmax(-1), sentences, id2label)
+    decision = np.asarray(logits) / temperature
+    if o_bias:
+        decision = shifted(decision, outside_id([id2label[i] for i in range(len(id2label))]), o_bias)
+    choices = decision.argmax(-1)  # [N, S]
+    pred = word_predictions(windows, choices, sentences, id2label)
     words = WordPredictions(
         tokens=[list(s.tokens) for s in sentences],
         gold=[list(s.tags or []) for s in sentences],
         pred=pred,
-        confidence=word_confidences(logits, windows, sentences, temperature),
+        confidence=word_confidences(logits, windows, sentences, temperature, choices if o_bias else None),
     )
     return write_predictions(path, words)
 

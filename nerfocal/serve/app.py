@@ -243,6 +243,7 @@ def create_app(
             "scheme": getattr(predictor, "scheme", None),
             "decode": getattr(predictor, "decode", None),
             "context_size": getattr(predictor, "context_size", 0),
+            "o_bias": getattr(predictor, "o_bias", 0.0),
             "device": str(getattr(predictor, "device", "")),
             "version": __version__,
             "limits": {**asdict(limits), "max_batch_tokens": max_batch_tokens, "max_wait_ms": max_wait_ms},
