@@ -315,6 +315,11 @@ def _calibration(results: dict[str, Any]) -> str:
         if temperature is not None
         else "No temperature was fitted."
     )
+    if m.get("o_bias"):
+        note += (
+            f" Decoding takes an O bias of {m['o_bias']:g} off `O`'s log-probability (`nerfocal_o_bias`): "
+            f"{split} entity F1 {100 * m['f1']:.2f} with it, {100 * m['f1_without_o_bias']:.2f} without."
+        )
     return f"## Calibration ({split} set, token level)\n\n" + "\n".join(rows) + f"\n\n{note}\n"
 
 

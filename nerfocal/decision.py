@@ -50,7 +50,9 @@ def shifted(log_probs: np.ndarray, outside: int, bias: float) -> np.ndarray:
 def fit_o_bias(
     score: Callable[[float], float], grid: Sequence[float] = O_BIAS_GRID
 ) -> tuple[float, dict[float, float]]:
-    """The bias of ``grid`` with the best ``score(bias)`` (dev entity F1); ties go to the smallest |bias|, then to +.
+    """The bias of ``grid`` with the best ``score(bias)`` (dev entity F1).
+
+    Ties go to the smallest ``|bias|``, then to the positive one.
 
     Returns:
         ``(bias, {bias: score})``.

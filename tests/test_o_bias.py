@@ -164,6 +164,7 @@ def test_training_fits_the_bias_on_dev_saves_it_and_scores_test_with_it(tmp_path
     assert json.loads((fixed / "config.json").read_text())["nerfocal_o_bias"] == 50.0
     results = json.loads((fixed / "eval_results.json").read_text())
     assert results["test"]["o_bias"] == 50.0 and "f1_without_o_bias" in results["test"]
+    assert "Decoding takes an O bias of 50 off `O`'s log-probability" in (fixed / "README.md").read_text()
     first = json.loads((fixed / "predictions_test.jsonl").read_text().splitlines()[0])
     assert "O" not in first["pred"] and all(math.isfinite(c) and 0 < c <= 1 for c in first["confidence"])
     assert torch.tensor(first["confidence"]).max() < 1.0
