@@ -158,6 +158,11 @@ def choose_o_bias(option: str, raw: dict[str, Any], score: Any) -> float:
     bias, scores = fit_o_bias(lambda b: score("validation", o_bias=b)["f1"])
     without = scores.get(0.0, float("nan"))
     logger.info("o_bias auto: %g (dev entity F1 %.4f; %.4f without)", bias, scores[bias], without)
+    if bias in (min(scores), max(scores)) and bias != 0:
+        logger.warning(
+            "o_bias auto: %g is the end of the searched range %g..%g: a value beyond it may score higher "
+            "on dev (set o_bias to a number to try one)", bias, min(scores), max(scores),
+        )  # fmt: skip
     return bias
 
 

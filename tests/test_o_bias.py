@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -49,6 +50,21 @@ def test_the_fit_takes_the_best_score_and_breaks_ties_towards_zero() -> None:
     assert bias == 1.0 and set(scores) == set(O_BIAS_GRID) and min(O_BIAS_GRID) == -1.0
     assert fit_o_bias(lambda b: 0.5)[0] == 0.0  # flat: no bias
     assert fit_o_bias(lambda b: 1.0 if abs(b) in (0.5, 1.0) else 0.0)[0] == 0.5  # then +0.5 over -0.5
+
+
+def test_a_bias_at_the_end_of_the_range_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    from nerfocal.evaluate import choose_o_bias
+
+    raw = {"validation": None}
+    with caplog.at_level(logging.INFO, logger="nerfocal"):
+        assert choose_o_bias("auto", raw, lambda split, o_bias: {"f1": -o_bias}) == -1.0
+    assert "o_bias auto: -1 is the end of the searched range -1..3" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="nerfocal"):
+        assert choose_o_bias("auto", raw, lambda split, o_bias: {"f1": -abs(o_bias - 0.5)}) == 0.5
+        assert choose_o_bias("0.75", {}, None) == 0.75
+        assert choose_o_bias("auto", {}, None) == 0.0
+    assert "end of the searched range" not in caplog.text and "no dev set to choose it on" in caplog.text
 
 
 def _one_sentence() -> tuple[np.ndarray, np.ndarray, list[Window], list[Sentence]]:
