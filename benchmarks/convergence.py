@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import convergence_plots
+import convergence_tune
 from common import (
     DATASETS,
     DOC,
@@ -75,6 +76,8 @@ ROWS: dict[str, tuple[str, list[str] | None]] = {
         "focal + prior init + alpha auto, normalised",
         ["--alpha", "auto", "--alpha_normalization", "prior"],
     ),
+    # its flags and learning rate come from the search (convergence_tune.py), not from --lrs
+    convergence_tune.TUNED: ("the recipe `nerfocal tune` found on dev (see the note below the table)", []),
 }
 FULL_SET_ROWS = ("reference_ce", "default", "ce", "focal")
 
@@ -115,10 +118,20 @@ def _key(dataset: str, row: str, lr: float, seed: int, epochs: float) -> str:
     return f"{dataset}/{row}/lr{lr:g}/seed{seed}/ep{epochs:g}"
 
 
-def run_one(dataset: str, row: str, lr: float, seed: int, args: Any, work: Path) -> dict[str, Any] | None:
-    """Train (or reuse) one run; None with --cached-only when it does not exist."""
-    epochs = args.epochs if SUBSETS[dataset][1] < 1.0 or dataset == "wnut17" else args.full_epochs
-    key = _key(dataset, row, lr, seed, epochs)
+def _epochs(dataset: str, args: Any) -> float:
+    return float(args.epochs if SUBSETS[dataset][1] < 1.0 or dataset == "wnut17" else args.full_epochs)
+
+
+def run_one(
+    dataset: str, row: str, lr: float, seed: int, args: Any, work: Path, tuned: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Train (or reuse) one run; None with --cached-only when it does not exist.
+
+    ``tuned``: the search's outcome for the ``tuned`` row (``convergence_tune.best_settings``); its best
+    trial is part of the key, so a longer search that finds another best trial trains afresh.
+    """
+    epochs = _epochs(dataset, args)
+    key = _key(dataset, row if tuned is None else f"{row}@trial{tuned['best_trial']}", lr, seed, epochs)
     done = load_results()
     if key in done and not args.force:
         return done[key]
@@ -128,7 +141,7 @@ def run_one(dataset: str, row: str, lr: float, seed: int, args: Any, work: Path)
     out.mkdir(parents=True, exist_ok=True)
     base = SUBSETS[dataset][0]
     train_file = subset_train_file(dataset, work)
-    flags = ROWS[row][1]
+    flags = ROWS[row][1] if tuned is None else tuned["flags"]
     common = ["--seed", str(seed)]
     if flags is None:
         cmd = reference_command(
@@ -168,6 +181,8 @@ def run_one(dataset: str, row: str, lr: float, seed: int, args: Any, work: Path)
         "test": results["test"],
         "dev_curve": [(h["epoch"], h["eval_f1"]) for h in history or [] if "eval_f1" in h],
     }
+    if tuned is not None:
+        record["tune"] = tuned  # the search behind the row, for --cached-only tables
     return keep_metrics_only(RESULTS, record, out)
 
 
@@ -181,14 +196,37 @@ def best_lr(dataset: str, row: str, args: Any, work: Path) -> float | None:
     return max(scores, key=lambda lr: scores[lr]) if scores else None
 
 
+def default_dev_f1(dataset: str) -> float | None:
+    """The default recipe's seed-1 dev F1 at its best rate (how its learning rate is chosen)."""
+    runs = [r for r in load_results().values() if r["dataset"] == dataset and r["row"] == "default"]
+    return max((r["validation"]["f1"] for r in runs if r["seed"] == 1), default=None)
+
+
 def main(args: Any) -> None:
     work = Path(args.work_dir)
     table: dict[str, dict[str, list[dict[str, Any]]]] = {}
     chosen: dict[tuple[str, str], float] = {}
+    tuned: dict[str, dict[str, Any]] = {}  # dataset -> the search's outcome
+    notes: dict[str, list[str]] = {}
     # seed 1 of every row and lr first, then the other seeds: partial results are already comparable
     for dataset in args.datasets:
         rows = [r for r in (args.rows or list(ROWS)) if dataset != "conll2003" or r in FULL_SET_ROWS]
         for row in rows:
+            if row == convergence_tune.TUNED:
+                trials = convergence_tune.run_search(
+                    dataset, SUBSETS[dataset][0], subset_train_file(dataset, work) if not args.cached_only
+                    else Path(), _epochs(dataset, args), args, work,
+                )  # fmt: skip
+                best = convergence_tune.best_settings(trials) or convergence_tune.from_results(
+                    [r for r in load_results().values() if r["dataset"] == dataset]
+                )
+                if best is not None:
+                    chosen[(dataset, row)] = best["params"]["learning_rate"]
+                    tuned[dataset] = best
+                    notes.setdefault(dataset, []).append(
+                        convergence_tune.search_note(dataset, best, default_dev_f1(dataset))
+                    )
+                continue
             lr = best_lr(dataset, row, args, work)
             if lr is not None:
                 chosen[(dataset, row)] = lr
@@ -197,10 +235,12 @@ def main(args: Any) -> None:
             if d != dataset:
                 continue
             for seed in args.seeds:
-                result = run_one(dataset, row, lr, seed, args, work)
+                result = run_one(
+                    dataset, row, lr, seed, args, work, tuned.get(dataset) if row == "tuned" else None
+                )
                 if result is not None:
                     table.setdefault(dataset, {}).setdefault(row, []).append(result)
-    write_section("convergence", render(table, chosen, args))
+    write_section("convergence", render(table, chosen, args, notes))
 
 
 def _fmt(values: list[float], scale: float = 100.0) -> str:
@@ -229,7 +269,12 @@ def _time_to_best(result: dict[str, Any]) -> float:
     return runtime
 
 
-def render(table: dict[str, dict[str, list[dict[str, Any]]]], chosen: dict[Any, float], args: Any) -> str:
+def render(
+    table: dict[str, dict[str, list[dict[str, Any]]]],
+    chosen: dict[Any, float],
+    args: Any,
+    notes: dict[str, list[str]] | None = None,
+) -> str:
     lines = [
         '<a id="accuracy-at-convergence"></a>',
         "",
@@ -279,6 +324,7 @@ def render(table: dict[str, dict[str, list[dict[str, Any]]]], chosen: dict[Any, 
             ]
             if deltas:
                 lines += ["", "Against the reference recipe (seed means): " + "; ".join(deltas) + "."]
+        lines += [f"\n{note}" for note in (notes or {}).get(dataset, [])]
         lines.append("")
     shares = {d: share for d, (base, share) in SUBSETS.items() if base == "conll2003"}
     figures = convergence_plots.write_figures(table, shares, IMG, DOC.parent)

@@ -99,11 +99,17 @@ def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return values
 
 
-def _flags(values: dict[str, Any]) -> list[str]:
-    flags = []
+def startup_trials(trials: int) -> int:
+    """Random trials before TPE takes over: a third of the budget, at least 3 (optuna's default is 10)."""
+    return max(3, trials // 3)
+
+
+def flags(values: dict[str, Any]) -> list[str]:
+    """Training flags (``--name value``) of a trial's settings; ``None`` is written ``none``."""
+    out: list[str] = []
     for name, value in values.items():
-        flags += [f"--{name}", "none" if value is None else str(value)]
-    return flags
+        out += [f"--{name}", "none" if value is None else str(value)]
+    return out
 
 
 def tune(
@@ -145,7 +151,9 @@ def tune(
         study_name="nerfocal",
         storage=f"sqlite:///{out / 'study.db'}",
         direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        # TPE's default of 10 random trials first would make a 12-trial budget a random search: a third
+        # of the budget (at least 3) explores at random, the rest is guided by the finished trials
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(trials)),
         load_if_exists=True,
     )
 
@@ -153,12 +161,13 @@ def tune(
         values = suggest(trial, space)
         folder = out / f"trial-{trial.number}"
         shutil.rmtree(folder, ignore_errors=True)  # a trial interrupted earlier starts afresh
-        configs = parse_config([*argv, *extra, *_flags(values), "--output_dir", str(folder)])
+        configs = parse_config([*argv, *extra, *flags(values), "--output_dir", str(folder)])
         configs[1].test_file = None  # trials never read the test set
         result = train(*configs)
         if result.status != 0 or not result.metrics or "validation" not in result.metrics:
             raise RuntimeError(f"trial {trial.number} stopped (status {result.status})")
         trial.set_user_attr("best_epoch", result.metrics["train"].get("best_epoch"))
+        trial.set_user_attr("train_seconds", result.metrics["train"].get("train_runtime"))
         for weights in [*folder.glob("checkpoint-*"), *folder.glob("*.safetensors")]:
             shutil.rmtree(weights) if weights.is_dir() else weights.unlink()
         return float(result.metrics["validation"]["f1"])

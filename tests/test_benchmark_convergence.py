@@ -20,6 +20,7 @@ import benchmark
 import common
 import convergence
 import convergence_plots
+import convergence_tune
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -244,3 +245,65 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(
     cmd, log = commands[-1]
     assert "--resume" not in cmd and "--resume_from_checkpoint" not in cmd and log == "log.txt"
     assert (cmd[-2:] == ["--overwrite_output_dir", "true"]) == (row != "reference_ce")
+
+
+def _trial(number: int, value: float, **params: Any) -> SimpleNamespace:
+    return SimpleNamespace(number=number, value=value, params=params, user_attrs={"train_seconds": 50.0})
+
+
+def test_the_tuned_row_trains_the_best_trial_at_its_rate_and_keeps_the_search_for_cached_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The search runs first (here: already finished), its best trial's settings train every seed at the
+    trial's learning rate, the key names the trial, and a --cached-only render without the study still
+    gives the row and the search's note (from the runs' records)."""
+    results = tmp_path / "results.jsonl"
+    records = [_record("wnut17", "default", 1, 0.45)]
+    results.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    monkeypatch.setattr(convergence, "RESULTS", results)
+    monkeypatch.setattr(convergence, "IMG", tmp_path / "img")
+    monkeypatch.setattr(convergence, "write_section", lambda name, body: None)
+    monkeypatch.setattr(convergence, "subset_train_file", lambda dataset, work: tmp_path / "train.txt")
+    trials = [
+        _trial(0, 0.50, learning_rate=2e-4, gamma=1.5),
+        _trial(1, 0.61, learning_rate=5e-5, gamma=2.5, alpha=None),
+    ]
+    monkeypatch.setattr(convergence_tune, "finished_trials", lambda work, dataset: trials)
+    commands: list[list[str]] = []
+
+    def fake_run(cmd: list[str], log: Path, env: Any = None) -> float:
+        commands.append(cmd)
+        record = _record("wnut17", "tuned", 1, 0.5)
+        (log.parent / "eval_results.json").write_text(json.dumps({**record, "log_history": []}))
+        return 1.0
+
+    monkeypatch.setattr(convergence, "run", fake_run)
+    args = _args(cached_only=False, datasets=["wnut17"], rows=["tuned"], seeds=[1, 2], tune_trials=2,
+                 work_dir=str(tmp_path / "work"))  # fmt: skip
+    convergence.main(args)
+    assert len(commands) == 2  # two seeds; the search was already complete, so no tune command
+    for cmd in commands:
+        assert cmd[cmd.index("--learning_rate") + 1] == "5e-05"
+        assert cmd[cmd.index("--gamma") + 1] == "2.5" and cmd[cmd.index("--alpha") + 1] == "none"
+    saved = convergence.load_results()
+    assert sorted(k for k in saved if "tuned" in k) == [
+        "wnut17/tuned@trial1/lr5e-05/seed1/ep10", "wnut17/tuned@trial1/lr5e-05/seed2/ep10"
+    ]  # fmt: skip
+    tune = saved["wnut17/tuned@trial1/lr5e-05/seed1/ep10"]["tune"]
+    assert tune["search_seconds"] == 100.0 and tune["best_dev_f1"] == 0.61
+    # cached-only, no study: the row and its note come from the records
+    monkeypatch.setattr(convergence_tune, "finished_trials", lambda work, dataset: [])
+    rendered: list[str] = []
+    monkeypatch.setattr(convergence, "write_section", lambda name, body: rendered.append(body))
+    convergence.main(_args(datasets=["wnut17"], rows=["default", "tuned"], seeds=[1, 2], tune_trials=2))
+    text = rendered[-1]
+    assert "(`tuned`) | 5e-05 | 1,2 |" in text
+    assert "ran 2 trials" in text and "dev F1 61.0" in text and "against 45.0 for the default" in text
+    assert "(+16.0)" in text
+
+
+def test_the_tune_command_keeps_the_protocol_and_never_passes_the_test_file() -> None:
+    cmd = convergence_tune.tune_command("conll2003_1", "conll2003", Path("t.txt"), 10.0, 12, Path("w"))
+    assert cmd[cmd.index("--trials") + 1] == "12" and cmd[cmd.index("--patience") + 1] == "2"
+    assert cmd[cmd.index("--seed") + 1] == "1" and cmd[cmd.index("--train_file") + 1] == "t.txt"
+    assert "--test_file" not in cmd and cmd[cmd.index("--study-dir") + 1] == str(Path("w/tune/conll2003_1"))

@@ -43,10 +43,11 @@ def test_tune_ranks_trials_on_dev_never_reads_test_and_writes_a_trainable_best_c
     def spy(model_cfg, data_cfg, loss_cfg, args):  # type: ignore[no-untyped-def]
         seen_test_files.append(data_cfg.test_file)
         assert args.early_stopping_patience == 2  # early stopping in every trial
+        assert args.seed == 7  # --seed is the training seed (the sampler's is --sampler-seed)
         return real(model_cfg, data_cfg, loss_cfg, args)
 
     monkeypatch.setattr(nerfocal.training, "train", spy)
-    assert main(_argv(encoder, tmp_path, 2)) == 0
+    assert main([*_argv(encoder, tmp_path, 2), "--seed", "7", "--sampler-seed", "3"]) == 0
     assert seen_test_files == [None, None]
     study_dir = tmp_path / "study"
     table = (study_dir / "trials.md").read_text(encoding="utf-8")
@@ -63,6 +64,7 @@ def test_tune_ranks_trials_on_dev_never_reads_test_and_writes_a_trainable_best_c
     assert loss_cfg.gamma == pytest.approx(study.best_trial.params["gamma"])
     assert args.learning_rate == pytest.approx(study.best_trial.params["learning_rate"])
     assert (study_dir / "trials.png").is_file()
+    assert all(t.user_attrs["train_seconds"] > 0 for t in study.trials)  # the search's cost, per trial
 
 
 def test_an_interrupted_study_keeps_its_finished_trials_and_resumes(
@@ -127,3 +129,9 @@ def test_alpha_normalization_is_searched_only_for_trials_with_an_alpha() -> None
     assert without["alpha"] is None and "alpha_normalization" not in without
     fixed = optuna.trial.FixedTrial({**base, "alpha": "auto", "alpha_normalization": "prior"})
     assert suggest(fixed, DEFAULT_SPACE)["alpha_normalization"] == "prior"
+
+
+def test_a_third_of_the_budget_explores_at_random_before_tpe() -> None:
+    from nerfocal.tune import startup_trials
+
+    assert [startup_trials(n) for n in (1, 6, 12, 30, 60)] == [3, 3, 4, 10, 20]

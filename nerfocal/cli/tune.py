@@ -29,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study-dir", "--study_dir", default="outputs/tune", help="study, table, best.yaml")
     parser.add_argument("--search-space", "--search_space", default=None, help="YAML search space")
     parser.add_argument("--patience", type=int, default=2, help="early stopping patience of each trial")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the sampler (default 0)")
+    parser.add_argument(
+        "--sampler-seed", "--sampler_seed", type=int, default=0,
+        help="seed of optuna's sampler (default 0); --seed is the training seed of every trial",
+    )  # fmt: skip
     if "-h" in argv or "--help" in argv:
         parser.print_help()
         print("\nEvery other option is a training option (nerfocal train --help).")
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
         study = tune(
             train_argv, args.trials, args.study_dir, space_file=args.search_space,
-            patience=args.patience, seed=args.seed,
+            patience=args.patience, seed=args.sampler_seed,
         )  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         print(f"nerfocal tune: error: {err}", file=sys.stderr)
