@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     conv.add_argument("--epochs", type=float, default=10.0, help="max epochs (WNUT-17, CoNLL subsets)")
     conv.add_argument("--full-epochs", type=float, default=4.0, help="max epochs on the full CoNLL-2003")
     conv.add_argument("--tune-trials", type=int, default=12, help="nerfocal tune trials of the tuned row")
+    conv.add_argument("--tune-workers", type=int, default=1, help="nerfocal tune --workers (default 1)")
     conv.add_argument("--work-dir", default="runs/bench_convergence")
     conv.add_argument("--force", action="store_true")
     conv.add_argument("--cached-only", action="store_true")

@@ -25,13 +25,14 @@ def study_dir(work: Path, dataset: str) -> Path:
 
 
 def tune_command(
-    dataset: str, base: str, train_file: Path, epochs: float, trials: int, work: Path
+    dataset: str, base: str, train_file: Path, epochs: float, trials: int, work: Path, workers: int = 1
 ) -> list[str]:
     """``nerfocal tune`` at the convergence protocol (dev only; training seed 1; sampler seed 0)."""
     d = DATASETS[base]
     return [
         sys.executable, "-m", "nerfocal.cli", "tune", "--trials", str(trials),
         "--study-dir", str(study_dir(work, dataset)), "--patience", "2", "--sampler-seed", "0",
+        "--workers", str(workers),
         "--model_name_or_path", MINILM, "--train_file", str(train_file),
         "--validation_file", str(Path(d["dir"]) / "dev.txt"), "--tag_scheme", str(d["tag_scheme"]),
         "--disable_tqdm", "true", "--use_cpu", "true", "--num_train_epochs", str(epochs),
@@ -57,7 +58,7 @@ def run_search(dataset: str, base: str, train_file: Path, epochs: float, args: A
         folder = study_dir(work, dataset)
         folder.mkdir(parents=True, exist_ok=True)
         print(f"[convergence] nerfocal tune on {dataset}: {args.tune_trials} trials", flush=True)
-        cmd = tune_command(dataset, base, train_file, epochs, args.tune_trials, work)
+        cmd = tune_command(dataset, base, train_file, epochs, args.tune_trials, work, args.tune_workers)
         run(cmd, folder / "log.txt", env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
     return finished_trials(work, dataset)
 

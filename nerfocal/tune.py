@@ -15,7 +15,11 @@ removed to save disk).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +124,7 @@ def tune(
     space_file: str | None = None,
     patience: int = 2,
     seed: int = 0,
+    workers: int = 1,
 ) -> Any:
     """Run (or resume) the study until it holds ``trials`` finished trials; returns the optuna study.
 
@@ -129,6 +134,11 @@ def tune(
         output_dir: where the study, the table, the best config and the trial folders go.
         space_file: a YAML search space; default :data:`DEFAULT_SPACE`.
         patience: early stopping patience of every trial (unless the base config sets one).
+        seed: the sampler's seed (offset by the trials already in the study, so a resumed or a second
+            process does not propose the first process's random trials again).
+        workers: processes that train trials side by side on the same study (this one and
+            ``workers - 1`` started here), each with its share of the CPU threads. Several
+            ``nerfocal tune`` commands on the same study directory also share its trials.
     """
     try:
         import optuna
@@ -147,17 +157,38 @@ def tune(
         raise ValueError("nerfocal tune: needs a development set (validation_file): trials are chosen on it")
     extra = [] if base[3].early_stopping_patience else ["--early_stopping_patience", str(patience)]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
+    # the heartbeat marks a trial whose process died as failed (after the grace period), so it no
+    # longer counts as running for the other workers of the study
+    with warnings.catch_warnings():  # the heartbeat is marked experimental in optuna 4 and 5
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.RDBStorage(
+            f"sqlite:///{out / 'study.db'}", engine_kwargs={"connect_args": {"timeout": 60}},
+            heartbeat_interval=60, grace_period=300,
+        )  # fmt: skip
+    # the study is created before any worker starts, so they never race to create it
+    existing = len(optuna.create_study(study_name="nerfocal", storage=storage, direction="maximize",
+                                       load_if_exists=True).trials)  # fmt: skip
+    study = optuna.load_study(
         study_name="nerfocal",
-        storage=f"sqlite:///{out / 'study.db'}",
-        direction="maximize",
+        storage=storage,
         # TPE's default of 10 random trials first would make a 12-trial budget a random search: a third
-        # of the budget (at least 3) explores at random, the rest is guided by the finished trials
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(trials)),
-        load_if_exists=True,
+        # of the budget (at least 3) explores at random, the rest is guided by the finished trials;
+        # constant_liar keeps side-by-side workers from proposing the same point
+        sampler=optuna.samplers.TPESampler(
+            seed=seed + existing, n_startup_trials=startup_trials(trials), constant_liar=workers > 1
+        ),
     )
 
+    complete, running = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
+
     def objective(trial: Any) -> float:
+        # side-by-side workers: a trial that would go over the budget gives way to the earlier ones
+        ahead = sum(
+            1 for t in study.get_trials(deepcopy=False)
+            if t.state == complete or (t.state == running and t.number < trial.number)
+        )  # fmt: skip
+        if ahead >= trials:
+            raise optuna.TrialPruned("the budget is taken by finished and running trials")
         values = suggest(trial, space)
         folder = out / f"trial-{trial.number}"
         shutil.rmtree(folder, ignore_errors=True)  # a trial interrupted earlier starts afresh
@@ -172,11 +203,48 @@ def tune(
             shutil.rmtree(weights) if weights.is_dir() else weights.unlink()
         return float(result.metrics["validation"]["f1"])
 
-    done = sum(1 for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE)
-    if done < trials:
-        study.optimize(objective, n_trials=trials - done, catch=(RuntimeError,))
+    others = _start_workers(argv, trials, out, space_file, patience, seed, workers)
+    try:
+        states = (complete, running)
+        started = sum(1 for t in study.trials if t.state in states)
+        if started < trials:
+            # stop once finished + running trials (this worker's and the others') reach the budget
+            stop = optuna.study.MaxTrialsCallback(trials, states=states)
+            study.optimize(objective, n_trials=trials - started, catch=(RuntimeError,), callbacks=[stop])
+    except BaseException:
+        for proc, _ in others:
+            proc.terminate()
+        raise
+    for proc, log in others:
+        if proc.wait() != 0:
+            raise ValueError(f"a tune worker stopped with status {proc.returncode}: see {log}")
     write_outputs(study, out, argv)
     return study
+
+
+def _start_workers(
+    argv: list[str], trials: int, out: Path, space_file: str | None, patience: int, seed: int, workers: int
+) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    """Start ``workers - 1`` more ``nerfocal tune`` processes on this study (logs ``worker-K.log``)."""
+    if workers <= 1:
+        return []
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    if "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)}
+    started = []
+    for k in range(1, workers):
+        cmd = [
+            sys.executable, "-m", "nerfocal.cli", "tune", "--trials", str(trials), "--study-dir", str(out),
+            "--patience", str(patience), "--sampler-seed", str(seed + 7919 * k),
+            *(["--search-space", space_file] if space_file else []), *argv,
+        ]  # fmt: skip
+        log = out / f"worker-{k}.log"
+        with log.open("wb") as handle:
+            started.append((subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env), log))
+    return started
 
 
 def write_outputs(study: Any, out: Path, argv: list[str]) -> None:

@@ -92,6 +92,24 @@ def test_an_interrupted_study_keeps_its_finished_trials_and_resumes(
     assert sum(1 for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE) == 2
 
 
+def test_workers_share_one_study_and_stop_at_the_budget(encoder: Path, tmp_path: Path) -> None:
+    # --workers 2: this process and one more share the study; 3 trials in all, not 3 each
+    assert main([*_argv(encoder, tmp_path, 3), "--workers", "2"]) == 0
+    study_dir = tmp_path / "study"
+    study = optuna.load_study(study_name="nerfocal", storage=f"sqlite:///{study_dir / 'study.db'}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 3  # a trial that would go over the budget is pruned before it trains
+    assert (study_dir / "worker-1.log").is_file()
+    assert len({t.params["gamma"] for t in done}) == 3  # the workers' samplers are seeded apart
+    rows = [line for line in (study_dir / "trials.md").read_text().splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 3  # header + every trial of both workers
+
+
+def test_workers_below_one_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tune", "--workers", "0"]) == 2
+    assert "--workers: expected an integer >= 1" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("space", "message"),
     [

@@ -12,6 +12,8 @@ alpha (none, 0.75, auto) and loss (focal, focal_adaptive, ce); --search-space FI
     alpha: {type: categorical, choices: [null, auto]}
 
 Interrupting keeps the finished trials; the same command resumes (--trials counts them).
+--workers N trains N trials side by side on the same study (each process gets its share of the
+threads); another nerfocal tune started on the same --study-dir joins the search.
 """
 
 from __future__ import annotations
@@ -33,20 +35,24 @@ def main(argv: list[str] | None = None) -> int:
         "--sampler-seed", "--sampler_seed", type=int, default=0,
         help="seed of optuna's sampler (default 0); --seed is the training seed of every trial",
     )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes training trials side by side (default 1)"
+    )
     if "-h" in argv or "--help" in argv:
         parser.print_help()
         print("\nEvery other option is a training option (nerfocal train --help).")
         return 0
     args, train_argv = parser.parse_known_args(argv)
-    if args.trials < 1:
-        print("nerfocal tune: error: --trials: expected an integer >= 1", file=sys.stderr)
-        return 2
+    for name in ("trials", "workers"):
+        if getattr(args, name) < 1:
+            print(f"nerfocal tune: error: --{name}: expected an integer >= 1", file=sys.stderr)
+            return 2
     try:
         from nerfocal.tune import tune
 
         study = tune(
             train_argv, args.trials, args.study_dir, space_file=args.search_space,
-            patience=args.patience, seed=args.sampler_seed,
+            patience=args.patience, seed=args.sampler_seed, workers=args.workers,
         )  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         print(f"nerfocal tune: error: {err}", file=sys.stderr)
