@@ -38,14 +38,23 @@ class LengthSortedEvaluation(Trainer):
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
     def _eval_order(self, dataset: Any) -> np.ndarray | None:
-        """Dataset indices by decreasing length (stable), or None: keep the dataset order."""
+        """Dataset indices by decreasing length (stable), or None: keep the dataset order.
+
+        The sampler and the loop ask for the same dataset in turn: the last answer is kept with the
+        dataset itself (an identity check, and the reference keeps its id from being reused).
+        """
         if self.args.world_size > 1 or self.args.batch_eval_metrics or not hasattr(dataset, "__len__"):
             return None
+        cached = getattr(self, "_nerfocal_eval_order", None)
+        if cached is not None and cached[0] is dataset and len(cached[1]) == len(dataset):
+            return cached[1]
         try:
             lengths = [len(dataset[i]["input_ids"]) for i in range(len(dataset))]
         except (KeyError, TypeError, IndexError):
             return None
-        return np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+        order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+        self._nerfocal_eval_order = (dataset, order)
+        return order
 
     def evaluation_loop(self, dataloader: Any, *args: Any, **kwargs: Any) -> EvalLoopOutput:
         """Trainer's loop over length-sorted batches, with the rows put back in dataset order for

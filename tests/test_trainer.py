@@ -227,3 +227,9 @@ def test_evaluation_runs_longest_first_and_hands_back_dataset_order(tmp_path) ->
             alone = model(input_ids=torch.tensor([feature["input_ids"]])).logits[0].numpy()
         np.testing.assert_allclose(output.predictions[i][:n], alone, atol=1e-5)
         assert list(output.label_ids[i][:n]) == feature["labels"]
+    # the order is kept for the dataset it was computed on only: another one of the same size gets its own
+    shuffled = features[::-1]
+    other = trainer._get_eval_sampler(shuffled)
+    assert trainer._get_eval_sampler(features) == order
+    assert [len(shuffled[i]["input_ids"]) for i in other] == sorted(lengths, reverse=True)
+    assert other != order
