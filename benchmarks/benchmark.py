@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="nerfocal serve under load (serve_load.py) vs the Predictor")
     serve.add_argument("--model", required=True, help="a model trained on CoNLL-2003")
     serve.add_argument("--clients", type=int, default=32)
-    serve.add_argument("--seconds", type=float, default=60.0, help="duration of each of the two load runs")
+    serve.add_argument("--seconds", type=float, default=60.0, help="duration of each load run")
     serve.add_argument("--bad-fraction", type=float, default=0.2, help="bad requests in the second run")
     serve.add_argument("--limit", type=int, default=None, help="only the first N test sentences")
     serve.add_argument("--work-dir", default="runs/bench_serve")

@@ -9,8 +9,13 @@ Each client sends ``--texts-per-request`` sentences per request (from ``--input`
 a built-in list); with ``--bad-fraction`` that share of requests is malformed or over a limit
 (bad JSON, both keys, a non-string text, too many texts, a too long text, a too large body) and
 must get its 4xx with a JSON error naming the limit; anything else counts as an error.
-Reports throughput, p50/p99 latency of the good requests and the error count; the run stops after
-``--seconds`` or ``--max-requests``, whichever comes first. Exit status 1 when any error occurred.
+Reports throughput, p50/p99 latency of the good requests, the error count and the CPU the clients
+(and, with ``--model``, the server) used, in cores; the run stops after ``--seconds`` or
+``--max-requests``, whichever comes first. Exit status 1 when any error occurred.
+
+The clients are aiohttp's, one keep-alive connection each: on a small machine they share the cores
+with the server, so a cheap client leaves more of them to the server (httpx's took 1.6 ms of CPU per
+request here, aiohttp's 0.14 ms: docs/benchmarks.md#serving-under-load-nerfocal-serve-vs-the-predictor).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import json
 import math
 import os
 import random
+import resource
 import signal
 import socket
 import subprocess
@@ -31,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import httpx
+import aiohttp
 
 from nerfocal.serve import wait_until_healthy
 
@@ -43,6 +49,7 @@ SENTENCES = [
     "José met Zoë Müller at the café in São Paulo .",
 ]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+JSON_HEADERS = {"content-type": "application/json"}
 _CHILD = "import json, sys; from nerfocal.serve import run; sys.exit(run(**json.loads(sys.argv[1])))"
 
 
@@ -70,7 +77,7 @@ BAD_KINDS = ("bad_json", "both_keys", "non_string", "too_many_texts", "too_long_
 
 
 async def client(
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     args: argparse.Namespace,
     limits: dict[str, int],
     state: dict[str, Any],
@@ -87,14 +94,14 @@ async def client(
             body, status, limit = bad_request(kind, limits)
         start = time.perf_counter()
         try:
-            response = await http.post("/predict", content=body, headers={"content-type": "application/json"})
-            answer = response.json()
-        except (httpx.HTTPError, ValueError) as err:
+            async with http.post("/predict", data=body, headers=JSON_HEADERS) as response:
+                answer, code = await response.json(content_type=None), response.status
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as err:
             state["errors"][f"{kind}: {type(err).__name__}"] += 1
             continue
         elapsed = time.perf_counter() - start
-        if response.status_code != status or (status != 200 and answer.get("limit") != limit):
-            state["errors"][f"{kind}: got {response.status_code} {str(answer)[:80]}"] += 1
+        if code != status or (status != 200 and answer.get("limit") != limit):
+            state["errors"][f"{kind}: got {code} {str(answer)[:80]}"] += 1
         elif kind == "good":
             if len(answer.get("predictions", [])) != len(texts):
                 state["errors"]["good: wrong number of predictions"] += 1
@@ -110,16 +117,26 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else float("nan")
 
 
-async def load(args: argparse.Namespace, url: str) -> dict[str, Any]:
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU seconds (user + system) used so far by this process, or by process ``pid`` (Linux /proc)."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def load(args: argparse.Namespace, url: str, server_pid: int | None = None) -> dict[str, Any]:
     sentences = SENTENCES
     if args.input:
         sentences = [s for s in Path(args.input).read_text(encoding="utf-8").splitlines() if s.strip()]
         if not sentences:
             raise SystemExit(f"{args.input}: expected at least one non-empty line, got none")
-    timeout = httpx.Timeout(args.timeout)
-    pool = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
-    async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=pool) as http:
-        info = (await http.get("/info")).json()
+    timeout = aiohttp.ClientTimeout(total=args.timeout)
+    pool = aiohttp.TCPConnector(limit=args.clients)
+    async with aiohttp.ClientSession(base_url=url, timeout=timeout, connector=pool) as http:
+        async with http.get("/info") as response:
+            info = await response.json()
         limits = info["limits"]
         state: dict[str, Any] = {
             "deadline": time.monotonic() + args.seconds,
@@ -130,10 +147,15 @@ async def load(args: argparse.Namespace, url: str) -> dict[str, Any]:
             "errors": Counter(),
             "refused": Counter(),
         }
-        start = time.monotonic()
+        server_cpu = cpu_seconds(server_pid) if server_pid is not None else 0.0
+        client_cpu, start = cpu_seconds(), time.monotonic()
         await asyncio.gather(*(client(http, args, limits, state, seed) for seed in range(args.clients)))
         duration = time.monotonic() - start
-        batches = (await http.get("/info")).json()["batches"]
+        client_cpu = cpu_seconds() - client_cpu
+        if server_pid is not None:
+            server_cpu = cpu_seconds(server_pid) - server_cpu
+        async with http.get("/info") as response:
+            batches = (await response.json())["batches"]
     good = state["latencies"]
     return {
         "url": url,
@@ -151,6 +173,8 @@ async def load(args: argparse.Namespace, url: str) -> dict[str, Any]:
         "p50_ms": round(percentile(good, 0.5) * 1000, 1),
         "p99_ms": round(percentile(good, 0.99) * 1000, 1),
         "server_batches": batches,
+        "client_cpu_cores": round(client_cpu / duration, 2),
+        "server_cpu_cores": round(server_cpu / duration, 2) if server_pid is not None else None,
     }
 
 
@@ -218,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         if urlparse(url).hostname not in LOOPBACK:
             parser.error(f"expected a loopback --url (127.0.0.1), got {args.url}")
     try:
-        results = asyncio.run(load(args, url))
+        results = asyncio.run(load(args, url, process.pid if process is not None else None))
     finally:
         if process is not None:
             process.send_signal(signal.SIGTERM)

@@ -43,6 +43,7 @@ from nerfocal.decode import (
     transition_constraints,
     viterbi_segments,
 )
+from nerfocal.forward import forward_groups, packed_logits, padded_logits, supports_packing
 from nerfocal.labels import check_scheme, split_tag
 from nerfocal.loading import labels_from_config, load_pretrained, model_max_length, resolve_device
 from nerfocal.onnx_backend import choose_backend, load_onnx
@@ -96,6 +97,8 @@ class Predictor:
             exactly as the training evaluation reads it.
         o_bias: taken off ``O``'s log-probability before decoding (:mod:`nerfocal.decision`); default the
             training run's (``config.nerfocal_o_bias``), else 0. Entity scores stay the model's probabilities.
+        pack: several windows per row of the forward pass (:mod:`nerfocal.forward`) instead of padding
+            them; for small unsorted batches (``nerfocal serve``). Off when the model fails the check.
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class Predictor:
         context_size: int | None = None,
         context_pack: int = 0,
         o_bias: float | None = None,
+        pack: bool = False,
     ) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"expected dtype in {tuple(DTYPES)}, got {dtype!r}")
@@ -168,6 +172,7 @@ class Predictor:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         saved_bias = getattr(config, "nerfocal_o_bias", None)
         self.o_bias = float(parse_o_bias(saved_bias or 0) if o_bias is None else parse_o_bias(o_bias))
+        self.pack = bool(pack) and supports_packing(self.model, self.pad_id, self.device, len(tokenizer))
 
     @classmethod
     def from_pretrained(
@@ -370,15 +375,15 @@ class Predictor:
         out[:, self.outside] = 0.0
         window_lengths = [len(ids) for ids in input_ids]
         order = sorted(range(len(input_ids)), key=window_lengths.__getitem__, reverse=True)
-        start = 0
-        while start < len(order):
-            width = window_lengths[order[start]]
-            size = max(1, min(self.max_batch_size, self.batch_tokens // width))
-            end = start + 1
-            while end < min(start + size, len(order)) and 2 * window_lengths[order[end]] >= width:
-                end += 1
-            batch = order[start:end]
-            start = end
+        groups = forward_groups(
+            window_lengths,
+            order,
+            batch_tokens=self.batch_tokens,
+            max_batch_size=self.max_batch_size,
+            pack=self.pack,
+        )
+        for batch in groups:
+            width = window_lengths[batch[0]]
             out_rows = self._forward([input_ids[r] for r in batch], width)  # [b, width, C]
             index = torch.tensor(batch)
             mask = selected[index, :width]
@@ -386,12 +391,7 @@ class Predictor:
         return out
 
     def _forward(self, rows: list[list[int]], width: int) -> torch.Tensor:
-        """Log-softmax of temperature-scaled logits for padded rows: float ``[b, width, C]`` on the CPU."""
-        lengths = torch.tensor([len(r) for r in rows])
-        mask = torch.arange(width) < lengths[:, None]  # [b, width]
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        input_ids[mask] = torch.tensor(list(itertools.chain.from_iterable(rows)), dtype=torch.long)
-        logits = self.model(
-            input_ids=input_ids.to(self.device), attention_mask=mask.long().to(self.device)
-        ).logits  # [b, width, C]
+        """Log-softmax of temperature-scaled logits of rows (padded or packed): ``[b, width, C]``, CPU."""
+        forward = packed_logits if self.pack else padded_logits
+        logits = forward(self.model, rows, width, self.pad_id, self.device)
         return torch.log_softmax(logits.float() / self.temperature, dim=-1).cpu()

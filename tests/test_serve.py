@@ -112,6 +112,26 @@ def test_health_and_info_describe_the_model_and_limits(predictor: Predictor) -> 
     assert info["version"] == __version__
     assert info["limits"]["max_texts"] == 7 and info["limits"]["max_chars"] == 99
     assert info["limits"]["max_wait_ms"] == 3
+    assert info["pack"] is False  # the Predictor's default; `nerfocal serve` turns it on
+
+
+def test_the_model_thread_predicts_with_its_own_tokenizer_and_the_model_busy_time_is_counted(
+    predictor: Predictor,
+) -> None:
+    from nerfocal.serve.batcher import thread_replica
+
+    twin = thread_replica(predictor)  # the event loop may tokenize with the original meanwhile
+    assert twin.model is predictor.model and twin.tokenizer is not predictor.tokenizer
+    documents = [predictor.document(t) for t in TEXTS]
+    assert [p.tags for p in twin.predict_chunk(documents)] == [
+        p.tags for p in predictor.predict_chunk(documents)
+    ]
+    wrapper = Recording(predictor)
+    assert thread_replica(wrapper) is wrapper  # not a Predictor: used as it is
+    with _client(predictor) as client:
+        assert client.post("/predict", json={"texts": TEXTS}).status_code == 200
+        stats = client.get("/info").json()["batches"]
+    assert stats["batches"] == 1 and stats["documents"] == len(TEXTS) and stats["model_seconds"] > 0
 
 
 def test_health_is_503_once_the_batcher_has_stopped(predictor: Predictor) -> None:

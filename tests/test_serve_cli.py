@@ -41,6 +41,7 @@ def test_serve_command_answers_and_exits_cleanly_on_sigterm(tmp_path: Path) -> N
         over = httpx.post(f"{url}/predict", json={"texts": ["a", "b", "c"]}, timeout=30)
         assert over.status_code == 413 or over.status_code == 422
         assert over.json()["limit"] == "max_texts"
+        assert httpx.get(f"{url}/info", timeout=30).json()["pack"] is True  # serve packs by default
     finally:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=60)[0]  # waits, and closes the pipe (else: ResourceWarning)

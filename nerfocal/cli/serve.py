@@ -24,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-wait-ms", type=float, default=5.0, help="longest wait for a micro-batch to fill (default 5)"
     )
+    parser.add_argument(
+        "--no-pack",
+        action="store_true",
+        help="pad each micro-batch's windows instead of packing several to a row",
+    )
     parser.add_argument("--max-texts", type=int, default=256, help="texts per request (default 256)")
     parser.add_argument("--max-chars", type=int, default=100_000, help="characters per text (default 100000)")
     parser.add_argument(
@@ -52,4 +57,5 @@ def run(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         graceful_timeout=args.graceful_timeout,
         **predictor_kwargs(args),
+        pack=not args.no_pack,
     )

@@ -215,17 +215,17 @@ def create_app(
         return JSONResponse({"error": "internal server error; see the server log"}, status_code=500)
 
     @app.post("/predict", openapi_extra={"requestBody": PREDICT_SCHEMA})
-    async def predict(request: Request) -> dict[str, Any]:
+    async def predict(request: Request) -> JSONResponse:
         """Entities of each text (character offsets) or token list (token indices), in input order."""
         key, items, one_document = parse_inputs(await read_body(request, limits.max_body_bytes), limits)
         documents = [Document(list(x)) if key == "tokens" else predictor.document(x) for x in items]
         if one_document and getattr(predictor, "context_size", 0) > 0:
             # the request's inputs are one document's sentences: each read with its neighbours' words.
-            # On the event loop, not a thread: the model thread uses the same Rust tokenizer, which can
-            # refuse concurrent calls ("Already borrowed", huggingface/tokenizers#537).
+            # On the event loop, with the predictor's own tokenizer: the model thread has a copy.
             documents = list(predictor.with_context(replace(d, document_id="request") for d in documents))
         predictions = await batcher.predict(documents)
-        return {"predictions": [{"entities": entity_records(p)} for p in predictions]}
+        # a JSONResponse as is: a returned dict would be validated and re-encoded by FastAPI first
+        return JSONResponse({"predictions": [{"entities": entity_records(p)} for p in predictions]})
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -244,6 +244,7 @@ def create_app(
             "decode": getattr(predictor, "decode", None),
             "context_size": getattr(predictor, "context_size", 0),
             "o_bias": getattr(predictor, "o_bias", 0.0),
+            "pack": getattr(predictor, "pack", False),
             "device": str(getattr(predictor, "device", "")),
             "version": __version__,
             "limits": {**asdict(limits), "max_batch_tokens": max_batch_tokens, "max_wait_ms": max_wait_ms},

@@ -4,12 +4,15 @@ One asyncio task owns a queue of ``(document, future)`` items. It takes the firs
 then keeps collecting until the batch holds ``max_batch_tokens`` estimated tokens or ``max_wait_ms``
 have passed since that first item, runs the batch in a single worker thread (so the event loop never
 blocks and the model is never called from two threads at once) and sets each request's futures.
+The worker thread predicts with a :func:`thread_replica` of the predictor (the same model, its own
+tokenizer), so that the event loop may tokenize with the original meanwhile (``"document": true``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Sequence
@@ -29,13 +32,31 @@ def estimate_tokens(document: Document) -> int:
     return len(document.words) + SPECIAL_TOKENS
 
 
+def thread_replica(predictor: Any) -> Any:
+    """``predictor`` for another thread: the same model, a copy of its tokenizer.
+
+    PyTorch and ONNX Runtime inference may run from several threads at once; a Hugging Face fast
+    tokenizer may not: it is reconfigured on each call ("Already borrowed", huggingface/tokenizers#537).
+    Anything but a :class:`nerfocal.predict.Predictor` (a test double, a wrapper) is used as it is.
+    """
+    from nerfocal.predict import Predictor
+
+    if not isinstance(predictor, Predictor):
+        return predictor
+    twin = copy.copy(predictor)
+    twin.tokenizer = copy.deepcopy(predictor.tokenizer)
+    return twin
+
+
 @dataclass
 class BatchStats:
-    """Counters for ``/info`` and the tests: batches run, documents predicted, largest batch."""
+    """Counters for ``/info`` and the tests: batches run, documents predicted, largest batch, and the
+    seconds the model spent on batches (over the time served: how busy the model was)."""
 
     batches: int = 0
     documents: int = 0
     largest: int = 0
+    model_seconds: float = 0.0
 
 
 class MicroBatcher:
@@ -48,7 +69,13 @@ class MicroBatcher:
         max_wait_ms: a batch closes at the latest this long after its first document arrived.
     """
 
-    def __init__(self, predictor: Any, *, max_batch_tokens: int = 4096, max_wait_ms: float = 5.0) -> None:
+    def __init__(
+        self,
+        predictor: Any,
+        *,
+        max_batch_tokens: int = 4096,
+        max_wait_ms: float = 5.0,
+    ) -> None:
         if max_batch_tokens < 1:
             raise ValueError(f"expected max_batch_tokens >= 1, got {max_batch_tokens}")
         if not max_wait_ms >= 0:
@@ -61,6 +88,7 @@ class MicroBatcher:
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._pending: tuple[Document, asyncio.Future[Prediction]] | None = None  # over-budget carry
+        self._replica: Any = None  # the worker thread's predictor
 
     @property
     def running(self) -> bool:
@@ -69,6 +97,7 @@ class MicroBatcher:
     async def start(self) -> None:
         """Start the worker task on the running event loop."""
         self._queue = asyncio.Queue()
+        self._replica = thread_replica(self.predictor)  # the original stays with the event loop
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nerfocal-model")
         self._task = asyncio.create_task(self._work(), name="nerfocal-batcher")
 
@@ -121,6 +150,11 @@ class MicroBatcher:
             tokens += size
         return batch, False
 
+    def _predict_chunk(self, documents: list[Document]) -> tuple[list[Prediction], float]:
+        start = time.perf_counter()
+        predictions = self._replica.predict_chunk(documents)
+        return predictions, time.perf_counter() - start
+
     async def _work(self) -> None:
         stopping = False
         while True:
@@ -136,7 +170,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         documents = [doc for doc, _ in batch]
         try:
-            predictions = await loop.run_in_executor(self._executor, self.predictor.predict_chunk, documents)
+            predictions, seconds = await loop.run_in_executor(self._executor, self._predict_chunk, documents)
         except Exception:
             if len(batch) == 1:
                 logger.exception("prediction failed for a document of %d words", len(documents[0].words))
@@ -149,6 +183,7 @@ class MicroBatcher:
         self.stats.batches += 1
         self.stats.documents += len(batch)
         self.stats.largest = max(self.stats.largest, len(batch))
+        self.stats.model_seconds += seconds
         for (_, future), prediction in zip(batch, predictions, strict=True):
             _set(future, result=prediction)
 

@@ -38,7 +38,7 @@ def run(
     On the signal uvicorn stops accepting connections and waits up to ``graceful_timeout`` seconds for
     the requests in flight, which the batcher still answers; then the batcher predicts whatever is
     left in its queue and stops. ``predictor_kwargs`` (``device``, ``decode``, ``dtype``,
-    ``batch_tokens``, ``max_length``, ``trust_remote_code``...) go to
+    ``batch_tokens``, ``max_length``, ``pack`` (default on here), ``trust_remote_code``...) go to
     :meth:`nerfocal.predict.Predictor.from_pretrained`.
 
     Raises:
@@ -56,6 +56,8 @@ def run(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bar in a server log
+    # micro-batches are a few dozen windows of any length: packed rows beat padded ones (docs/serving.md)
+    predictor_kwargs.setdefault("pack", True)
     predictor = Predictor.from_pretrained(model_dir, **predictor_kwargs)
     app = create_app(
         predictor,
