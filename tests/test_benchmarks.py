@@ -124,8 +124,10 @@ def _load(texts_per_s: float, errors: int = 0, refused: dict | None = None) -> d
         "p99_ms": 300.0,
         "errors": errors,
         "refused_as_expected": refused or {},
-        "server_batches": {"batches": 100, "documents": 900, "largest": 31},
+        "server_batches": {"batches": 100, "documents": 900, "largest": 31, "model_seconds": 54.18},
         "server_exit_status": 0,
+        "server_cpu_cores": 1.5,
+        "client_cpu_cores": 0.05,
     }
 
 
@@ -139,14 +141,18 @@ def test_serve_section_compares_the_server_with_the_predictor(served, verdict):
         "command": "c",
         "machine": "x",
         "predictor": {"sentences_per_s": 100.0, "threads": 2},
+        "predictor_packed": {"sentences_per_s": 101.0, "threads": 2},
         "good": _load(served),
         "mixed": _load(50.0, errors=1, refused={"bad_json": 3, "too_large_body": 2}),
+        "padded": _load(40.0),
     }
     text = serve_bench.render(results, SimpleNamespace(bad_fraction=0.2))
     assert verdict in text
-    assert f"| {served:.0f} | {served / 100:.2f}x | 80 | 300 | 900 | 0 |" in text
+    assert f"| {served:.0f} | {served / 100:.2f}x | 80 | 300 | 900 | 0 | 1.5 / 0.05 |" in text
+    assert "| `Predictor` in-process, packed (`pack=True`) | 101 | 1.01x |" in text
+    assert "`nerfocal serve --no-pack`, 32 clients, good requests only, 60 s | 40 | 0.40x |" in text
     assert "5 bad requests" in text and "bad_json 3" in text and "too_large_body 2" in text
-    assert "**1** in both runs" in text
+    assert "**1** in the three runs" in text and "the model was busy 90% of the run" in text
 
 
 def test_workers_section_says_when_the_outputs_differ():
