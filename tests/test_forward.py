@@ -105,3 +105,20 @@ def test_a_packing_predictor_tags_every_document_as_the_padding_one(
     # a model that fails the check (an ONNX one, a RoBERTa) is padded instead
     monkeypatch.setattr("nerfocal.predict.supports_packing", lambda *args: False)
     assert not Predictor(padded.model, padded.tokenizer, pack=True).pack
+
+
+def test_packing_keeps_the_tags_of_sentences_read_with_their_context(model_dir: Path) -> None:
+    padded = Predictor.from_pretrained(model_dir, device="cpu", context_size=6)
+    packed = Predictor.from_pretrained(model_dir, device="cpu", context_size=6, pack=True)
+    assert packed.pack and packed.context_size == 6
+    rng = random.Random(2)
+    words = ["Paris", "Anna", "Novak", "visited", "Orion", "Labs", "in", "June", "."]
+    documents = [
+        [[rng.choice(words) for _ in range(rng.randint(1, 12))] for _ in range(rng.randint(1, 5))]
+        for _ in range(12)
+    ]
+    inputs = [[list(s) for s in doc] for doc in documents]
+    expected, got = padded.predict_sentences(inputs), packed.predict_sentences(inputs)
+    strip = lambda docs: [[[(e["label"], e["start"], e["end"]) for e in s] for s in d] for d in docs]  # noqa: E731
+    assert strip(got) == strip(expected)
+    assert sum(len(s) for d in expected for s in d) > 10  # entities to disagree about
