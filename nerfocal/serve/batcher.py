@@ -69,13 +69,7 @@ class MicroBatcher:
         max_wait_ms: a batch closes at the latest this long after its first document arrived.
     """
 
-    def __init__(
-        self,
-        predictor: Any,
-        *,
-        max_batch_tokens: int = 4096,
-        max_wait_ms: float = 5.0,
-    ) -> None:
+    def __init__(self, predictor: Any, *, max_batch_tokens: int = 4096, max_wait_ms: float = 5.0) -> None:
         if max_batch_tokens < 1:
             raise ValueError(f"expected max_batch_tokens >= 1, got {max_batch_tokens}")
         if not max_wait_ms >= 0:
