@@ -29,13 +29,14 @@ PACK_WIDTH = 128  # positions per packed row (longer windows get a row of their 
 
 
 def forward_groups(
-    lengths: list[int], order: list[int], *, batch_tokens: int, max_batch_size: int, pack: bool
+    lengths: list[int], *, batch_tokens: int, max_batch_size: int, pack: bool
 ) -> Iterator[list[int]]:
-    """Window indices per forward pass, ``order`` being the windows longest first.
+    """Window indices per forward pass, the windows taken longest first (stable among equals).
 
     Padded: at most ``batch_tokens // width`` windows (and ``max_batch_size``), closing before a window
     under half the first one's length. Packed: windows until their lengths sum to ``batch_tokens``.
     """
+    order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
     start = 0
     while start < len(order):
         width = lengths[order[start]]

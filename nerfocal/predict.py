@@ -374,10 +374,8 @@ class Predictor:
         out = torch.full((total, len(self.labels)), float("-inf"))
         out[:, self.outside] = 0.0
         window_lengths = [len(ids) for ids in input_ids]
-        order = sorted(range(len(input_ids)), key=window_lengths.__getitem__, reverse=True)
         groups = forward_groups(
             window_lengths,
-            order,
             batch_tokens=self.batch_tokens,
             max_batch_size=self.max_batch_size,
             pack=self.pack,

@@ -31,7 +31,7 @@ def test_forward_groups_cover_the_order_within_the_budgets(
     lengths: list[int], budget: int, pack: bool
 ) -> None:
     order = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
-    groups = list(forward_groups(lengths, order, batch_tokens=budget, max_batch_size=16, pack=pack))
+    groups = list(forward_groups(lengths, batch_tokens=budget, max_batch_size=16, pack=pack))
     assert [i for group in groups for i in group] == order
     for group in groups:
         assert len(group) <= 16
