@@ -252,6 +252,14 @@ def _fmt(values: list[float], scale: float = 100.0) -> str:
     return f"{mean:.1f} ± {scale * statistics.stdev(values):.1f}"
 
 
+def _viterbi(test: list[dict[str, Any]]) -> str:
+    """Test F1 / macro F1 under constrained Viterbi decoding; "-" unless every seed's run has them (runs
+    before 2026-12-03 scored argmax only)."""
+    if not all("viterbi_f1" in t for t in test):
+        return "-"
+    return f"{_fmt([t['viterbi_f1'] for t in test])} / {_fmt([t['viterbi_macro_f1'] for t in test])}"
+
+
 def _rarest(dataset: str, runs: list[dict[str, Any]]) -> str:
     per_type = runs[0]["test"].get("per_type") or {}
     return min(per_type, key=lambda t: per_type[t].get("support", 0)) if per_type else "-"
@@ -298,8 +306,9 @@ def render(
         lines += [
             f"### {dataset}",
             "",
-            f"| row | lr | seeds | F1 | macro F1 | P | R | F1 {rare} | ECE after T | epoch | s to best |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            f"| row | lr | seeds | F1 | macro F1 | P | R | F1 {rare} | ECE after T | epoch | s to best "
+            "| F1 / macro, Viterbi |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row, runs in by_row.items():
             test = [r["test"] for r in runs]
@@ -311,7 +320,7 @@ def render(
                 f"{_fmt([t['per_type'].get(rare, {}).get('f1', 0.0) for t in test])} | "
                 f"{_fmt([t['ece'] for t in test])} | "
                 f"{_fmt([r['train'].get('best_epoch') or 0 for r in runs], 1.0)} | "
-                f"{statistics.fmean(_time_to_best(r) for r in runs):.0f} |"
+                f"{statistics.fmean(_time_to_best(r) for r in runs):.0f} | {_viterbi(test)} |"
             )
         if reference:
             ref = statistics.fmean(r["test"]["f1"] for r in reference)
@@ -324,6 +333,19 @@ def render(
             ]
             if deltas:
                 lines += ["", "Against the reference recipe (seed means): " + "; ".join(deltas) + "."]
+            if all("viterbi_f1" in r["test"] for r in reference):
+                ref_v = statistics.fmean(r["test"]["viterbi_f1"] for r in reference)
+                viterbi = [
+                    f"{row} {100 * (statistics.fmean(r['test']['viterbi_f1'] for r in runs) - ref_v):+.1f}"
+                    for row, runs in by_row.items()
+                    if row != "reference_ce" and all("viterbi_f1" in r["test"] for r in runs)
+                ]
+                if viterbi:
+                    lines += [
+                        "",
+                        "Both sides decoded with constrained Viterbi (what `nerfocal predict` does by default), "
+                        "F1 against the reference read the same way: " + "; ".join(viterbi) + ".",
+                    ]
         lines += [f"\n{note}" for note in (notes or {}).get(dataset, [])]
         lines.append("")
     shares = {d: share for d, (base, share) in SUBSETS.items() if base == "conll2003"}

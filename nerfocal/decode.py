@@ -181,3 +181,42 @@ def viterbi_segments(
             logger.warning("viterbi segments disagree over a whole overlap at word %d", begin + cut)
         out[begin + cut : starts[k] + size] = paths[k, cut:]
     return out
+
+
+def label_scheme(labels: Sequence[str]) -> str:
+    """``BIOES`` when ``labels`` hold an ``E-``/``S-`` tag, else ``IOB2`` (the decoding target)."""
+    return "BIOES" if {split_tag(label)[0] for label in labels} & {"E", "S"} else "IOB2"
+
+
+def viterbi_tags(
+    word_log_probs: Sequence[torch.Tensor], labels: Sequence[str], scheme: str | None = None, group: int = 256
+) -> list[list[str]]:
+    """Constrained Viterbi tags of many sentences, decoded in length-sorted batches.
+
+    Args:
+        word_log_probs: per sentence, float ``[n_words, C]`` (the decision scores: log-probabilities,
+            less any ``O`` bias); an empty sentence gets no tag.
+        labels: the tag of each class id.
+        scheme: ``IOB2`` or ``BIOES``; None: read from ``labels`` (:func:`label_scheme`).
+        group: sentences per batch.
+
+    Documents over :data:`VITERBI_SEGMENT` words are decoded by :func:`viterbi_segments`, as
+    ``nerfocal predict`` does.
+    """
+    constraints = transition_constraints(labels, scheme or label_scheme(labels))
+    out: list[list[str]] = [[] for _ in word_log_probs]
+    lengths = [int(x.shape[0]) for x in word_log_probs]
+    order = sorted((i for i, n in enumerate(lengths) if n), key=lambda i: -lengths[i])
+    for i in [i for i in order if lengths[i] > VITERBI_SEGMENT]:
+        out[i] = [labels[t] for t in viterbi_segments(word_log_probs[i], constraints).tolist()]
+    order = [i for i in order if lengths[i] <= VITERBI_SEGMENT]
+    for start in range(0, len(order), group):
+        batch = order[start : start + group]
+        width = lengths[batch[0]]
+        padded = torch.zeros(len(batch), width, len(labels))
+        for k, i in enumerate(batch):
+            padded[k, : lengths[i]] = word_log_probs[i]
+        tags = viterbi_decode(padded, torch.tensor([lengths[i] for i in batch]), constraints)
+        for k, i in enumerate(batch):
+            out[i] = [labels[t] for t in tags[k, : lengths[i]].tolist()]
+    return out

@@ -36,11 +36,15 @@ def score_logits(
     strict: bool = False,
     temperature: float = 1.0,
     o_bias: float = 0.0,
+    viterbi: bool = False,
 ) -> tuple[dict[str, Any], list[list[str]]]:
     """Entity metrics of the argmax predictions plus token-level ECE/NLL.
 
     ``o_bias`` is taken off ``O``'s temperature-scaled logit before the argmax
     (:mod:`nerfocal.decision`); the calibration scores are of the model's own probabilities.
+    ``viterbi``: also score the constrained Viterbi decoding ``nerfocal predict`` uses by default
+    (``viterbi_f1``, ``viterbi_precision``, ``viterbi_recall``, ``viterbi_macro_f1``); the returned
+    tags stay the argmax ones.
 
     Args:
         logits: float array ``[N, S, C]`` (one row per window, padded).
@@ -64,7 +68,44 @@ def score_logits(
     gold = [s.tags or [] for s in sentences]
     metrics = entity_metrics(gold, tags, strict=strict)
     metrics.update(calibration_metrics(logits, labels, temperature=temperature))
+    if viterbi:
+        scores = viterbi_metrics(logits, windows, sentences, id2label, temperature, o_bias, strict=strict)
+        metrics.update({f"viterbi_{k}": scores[k] for k in ("precision", "recall", "f1", "macro_f1")})
     return metrics, tags
+
+
+def viterbi_metrics(
+    logits: np.ndarray,
+    windows: Sequence[Window],
+    sentences: Sequence[Sentence],
+    id2label: dict[int, str],
+    temperature: float = 1.0,
+    o_bias: float = 0.0,
+    *,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """Entity metrics of the constrained Viterbi decoding of window logits, as ``nerfocal predict``
+    decodes: ``log_softmax(z / T)`` at each word's first sub-word, ``o_bias`` off ``O``; a word no
+    window reads (the tail of a truncated sentence) is ``O``, as in :func:`word_predictions`."""
+    import torch
+
+    from nerfocal.decode import outside_id, viterbi_tags
+
+    labels = [id2label[i] for i in range(len(id2label))]
+    outside = outside_id(labels)
+    log_probs = torch.log_softmax(torch.as_tensor(np.asarray(logits), dtype=torch.float32) / temperature, -1)
+    log_probs[..., outside] -= o_bias
+    words = []
+    for s in sentences:
+        unread = torch.full((len(s.tokens), len(labels)), float("-inf"))
+        unread[:, outside] = 0.0
+        words.append(unread)
+    for k, window in enumerate(windows):
+        firsts = torch.as_tensor(list(window.first_subwords), dtype=torch.long)
+        span = slice(window.word_offset, window.word_offset + len(firsts))
+        words[window.sentence_index][span] = log_probs[k, firsts]
+    pred = viterbi_tags(words, labels)
+    return entity_metrics([s.tags or [] for s in sentences], pred, strict=strict)
 
 
 def predict_logits(trainer: Any, features: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +172,7 @@ def evaluate_splits(
     o_bias = choose_o_bias(loss_cfg.o_bias, raw, score)
     results: dict[str, Any] = {}
     for split in raw:
-        metrics = score(split, o_bias=o_bias)
+        metrics = score(split, o_bias=o_bias, viterbi=True)
         if loss_cfg.temperature_scaling:
             before = score(split, temperature=1.0)
             metrics["ece_before_temperature"] = before["ece"]

@@ -39,12 +39,13 @@ from nerfocal.decode import (
     DECODERS,
     VITERBI_SEGMENT,
     decode,
+    label_scheme,
     outside_id,
     transition_constraints,
     viterbi_segments,
 )
 from nerfocal.forward import forward_groups, packed_logits, padded_logits, supports_packing
-from nerfocal.labels import check_scheme, split_tag
+from nerfocal.labels import check_scheme
 from nerfocal.loading import labels_from_config, load_pretrained, model_max_length, resolve_device
 from nerfocal.onnx_backend import choose_backend, load_onnx
 from nerfocal.windows import default_stride, select_readers, tokenize_windows
@@ -193,8 +194,7 @@ class Predictor:
         return cls(model, tokenizer, **kwargs)
 
     def _guess_scheme(self) -> str:
-        prefixes = {split_tag(label)[0] for label in self.labels}
-        return "BIOES" if prefixes & {"E", "S"} else "IOB2"
+        return label_scheme(self.labels)
 
     def document(self, item: str | Sequence[str]) -> Document:
         """A :class:`Document` from a text (split into words) or a list of tokens (used as is)."""

@@ -312,3 +312,28 @@ def test_the_tune_command_keeps_the_protocol_and_never_passes_the_test_file() ->
     assert cmd[cmd.index("--workers") + 1] == "1"
     cmd = convergence_tune.tune_command("wnut17", "wnut17", Path("t.txt"), 10.0, 12, Path("w"), workers=2)
     assert cmd[cmd.index("--workers") + 1] == "2"
+
+
+def test_the_viterbi_column_and_comparison_need_every_seed_scored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(convergence, "IMG", tmp_path / "img")
+
+    def scored(record: dict[str, Any], f1: float) -> dict[str, Any]:
+        record["test"].update(viterbi_f1=f1, viterbi_macro_f1=f1 / 2)
+        return record
+
+    table = {
+        "wnut17": {
+            "reference_ce": [scored(_record("wnut17", "reference_ce", s, 0.4), 0.42) for s in (1, 2)],
+            "default": [scored(_record("wnut17", "default", s, 0.45), v) for s, v in ((1, 0.47), (2, 0.49))],
+            # one seed scored before the column existed: no mean from the other alone
+            "ce": [scored(_record("wnut17", "ce", 1, 0.4), 0.5), _record("wnut17", "ce", 2, 0.4)],
+        }
+    }
+    text = convergence.render(table, {}, _args(datasets=["wnut17"]))
+    lines = {line.split("(`")[1].split("`)")[0]: line for line in text.splitlines() if "(`" in line}
+    assert lines["reference_ce"].endswith("| 42.0 ± 0.0 / 21.0 ± 0.0 |")
+    assert lines["default"].endswith("| 48.0 ± 1.4 / 24.0 ± 0.7 |")
+    assert lines["ce"].endswith("| - |")
+    assert "F1 against the reference read the same way: default +6.0." in text

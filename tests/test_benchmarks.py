@@ -64,6 +64,23 @@ def test_reference_runs_end_to_end_and_scores_every_gold_word(tmp_path):
     for split in ("validation", "test"):
         assert 0.0 <= results[split]["f1"] <= 1.0
         assert "per_type" in results[split] and "ece" in results[split]
+        assert 0.0 <= results[split]["viterbi_f1"] <= 1.0
+
+
+def test_reference_viterbi_scores_decode_the_first_sub_words_and_tag_unread_words_o():
+    import numpy as np
+
+    from nerfocal.conll import Sentence
+
+    labels = ["O", "B-PER", "I-PER"]
+    sentence = Sentence(["Anna", "Novak", "spoke"], ["B-PER", "I-PER", "O"])
+    # position 0: [CLS]; "Anna" at 1 (argmax I-PER, an invalid start), "Novak" at 3; "spoke" unread
+    probs = [[0.8, 0.1, 0.1], [0.1, 0.4, 0.5], [0.1, 0.1, 0.8], [0.2, 0.1, 0.7]]
+    logits = np.log(np.array([probs], dtype=np.float32))
+    scores = reference.viterbi_scores(logits, [{0: 1, 1: 3}], [sentence], labels)
+    assert scores["f1"] == 1.0 and scores["precision"] == 1.0
+    unread_entity = Sentence(["Anna", "Novak", "Smith"], ["B-PER", "I-PER", "I-PER"])
+    assert reference.viterbi_scores(logits, [{0: 1, 1: 3}], [unread_entity], labels)["f1"] == 0.0
 
 
 def test_run_one_reuses_cached_runs_and_skips_missing_ones(tmp_path):

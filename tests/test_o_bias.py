@@ -168,6 +168,13 @@ def test_training_fits_the_bias_on_dev_saves_it_and_scores_test_with_it(tmp_path
     assert results["validation"]["f1"] > results["validation"]["f1_without_o_bias"]  # the fit's gain on dev
     assert results["test"]["o_bias"] == bias and "f1_without_o_bias" in results["test"]
     assert Predictor.from_pretrained(out, device="cpu").o_bias == bias
+    # the run's Viterbi scores (bias and temperature applied) are the saved model's through `evaluate`
+    from nerfocal.evaluate import evaluate_predictor, read_gold
+
+    tokens, gold = read_gold(dev, "conll", "utf-8")
+    viterbi = evaluate_predictor(Predictor.from_pretrained(out, device="cpu", decode="viterbi"), tokens, gold)
+    for key in ("f1", "precision", "recall", "macro_f1"):
+        assert math.isclose(viterbi[key], results["test"][f"viterbi_{key}"], abs_tol=1e-9), key
     # a fixed bias is saved as given and the run's predictions file follows it
     fixed = tmp_path / "fixed"
     argv = [

@@ -503,6 +503,39 @@ def test_evaluate_matches_the_training_evaluation(tmp_path: Path) -> None:
     assert 0.0 < ours["f1"] < 1.0  # a half-trained model: the comparison is not between two zeros
     assert ours["n_sentences"] == 6 and ours["gold_scheme"] == "IOB1" and ours["decode"] == "argmax"
 
+    # the training run's viterbi_* scores are those of `nerfocal evaluate --decode viterbi`
+    assert cli_evaluate.run(_args(cli_evaluate, [*argv, "--decode", "viterbi"])) == 0
+    viterbi = json.loads(out.read_text(encoding="utf-8"))
+    scored, _ = score_logits(logits, labels, windows, sentences, model.config.id2label, viterbi=True)
+    for key in ("precision", "recall", "f1", "macro_f1"):
+        assert math.isclose(viterbi[key], scored[f"viterbi_{key}"], abs_tol=1e-9), key
+        assert scored[key] == reference[key]  # the argmax scores are unchanged
+
+
+def test_viterbi_metrics_repair_what_argmax_breaks() -> None:
+    """An ``I-PER`` after ``O`` under argmax: the Viterbi scores read the valid ``B-PER I-PER``."""
+    np = pytest.importorskip("numpy")
+    from nerfocal.conll import Sentence
+    from nerfocal.encode import Window
+    from nerfocal.evaluate import score_logits
+
+    id2label = {0: "O", 1: "B-PER", 2: "I-PER"}
+    sentence = Sentence(["Anna", "Novak", "spoke", "long"], ["B-PER", "I-PER", "O", "O"], line=1)
+    # sub-words 0..4 (4: the 2nd piece of "long"; never read); "Anna": I-PER 0.5, B-PER 0.4
+    probs = [[0.1, 0.4, 0.5], [0.1, 0.1, 0.8], [0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.1, 0.1, 0.8]]
+    logits = np.log(np.array([probs], dtype=np.float32))
+    labels = np.array([[2, 2, 0, 0, -100]])
+    window = Window(sentence_index=0, word_offset=0, first_subwords=[0, 1, 2, 3])
+    metrics, tags = score_logits(logits, labels, [window], [sentence], id2label, viterbi=True)
+    assert tags == [["I-PER", "I-PER", "O", "O"]]  # argmax, as the training scores read it
+    assert metrics["viterbi_f1"] == 1.0 and metrics["viterbi_precision"] == 1.0
+    # seqeval's default mode reads the broken I-PER I-PER as one PER too: strict mode tells them apart
+    strict, _ = score_logits(logits, labels, [window], [sentence], id2label, strict=True, viterbi=True)
+    assert strict["f1"] == 0.0 and strict["viterbi_f1"] == 1.0
+    # an O bias moves the Viterbi decision as it moves the argmax: 'spoke' becomes an entity word
+    biased, _ = score_logits(logits, labels, [window], [sentence], id2label, viterbi=True, o_bias=3.0)
+    assert biased["viterbi_precision"] < 1.0
+
 
 def test_bfloat16_runs_the_encoder_in_bf16_and_keeps_float32_scores(tmp_path: Path) -> None:
     from nerfocal.predict import Predictor
