@@ -254,10 +254,16 @@ def _score_table(split: str, metrics: dict[str, Any]) -> str:
     if "macro_f1" in metrics:
         rows.append(f"| macro avg F1 | | | {_pct(metrics['macro_f1'])} | |")
     title = {"test": "Test set", "validation": "Validation set"}[split]
+    decoding = "each word's most probable tag (argmax)"
+    if "viterbi_f1" in metrics:
+        decoding += (
+            "; decoded with constrained Viterbi, as `nerfocal predict` does by default: precision "
+            f"{_pct(metrics['viterbi_precision'])}, recall {_pct(metrics['viterbi_recall'])}, "
+            f"F1 {_pct(metrics['viterbi_f1'])}, macro F1 {_pct(metrics['viterbi_macro_f1'])}"
+        )
     return (
-        f"## {title} scores\n\nEntity-level (seqeval, exact type and boundaries), in percent.\n\n"
-        + "\n".join(rows)
-        + "\n"
+        f"## {title} scores\n\nEntity-level (seqeval, exact type and boundaries), in percent, read from "
+        f"{decoding}.\n\n" + "\n".join(rows) + "\n"
     )
 
 

@@ -129,6 +129,19 @@ def test_card_body_tables_match_the_per_type_scores(tmp_path: Path) -> None:
             )
             assert row in part, (split, row)
         assert f"| **micro avg** | {100 * RESULTS[split]['precision']:.2f} |" in part
+        assert "read from each word's most probable tag (argmax)." in part  # no Viterbi scores recorded
+
+
+def test_card_gives_the_viterbi_scores_when_the_run_has_them(tmp_path: Path) -> None:
+    results = json.loads(json.dumps(RESULTS))
+    results["test"].update(viterbi_precision=0.8, viterbi_recall=0.7, viterbi_f1=0.75, viterbi_macro_f1=0.6)
+    meta, body = read_card(write_model_card(make_run(tmp_path, results=results)))
+    test_part = body.split("## Test set scores")[1].split("## Validation set scores")[0]
+    assert (
+        "constrained Viterbi, as `nerfocal predict` does by default: "
+        "precision 80.00, recall 70.00, F1 75.00, macro F1 60.00" in test_part
+    )
+    assert model_index_metrics(meta)[1]["f1"] == RESULTS["test"]["f1"]  # the model-index stays argmax
 
 
 def test_card_body_records_loss_best_checkpoint_calibration_and_usage(tmp_path: Path) -> None:
