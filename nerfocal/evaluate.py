@@ -122,7 +122,8 @@ def predict_logits(trainer: Any, features: list[dict[str, Any]]) -> tuple[np.nda
 def make_compute_metrics(
     windows: Sequence[Window], sentences: Sequence[Sentence], id2label: dict[int, str], strict: bool
 ) -> Any:
-    """``compute_metrics`` for ``Trainer`` evaluations during training (dev F1 in the logs)."""
+    """``compute_metrics`` for ``Trainer`` evaluations during training (dev F1 in the logs, argmax and
+    constrained Viterbi: ``eval_f1``, ``eval_viterbi_f1``, ...)."""
 
     def compute_metrics(eval_pred: Any) -> dict[str, float]:
         metrics, _ = score_logits(
@@ -132,6 +133,7 @@ def make_compute_metrics(
             sentences,
             id2label,
             strict=strict,
+            viterbi=True,
         )
         return {k: v for k, v in metrics.items() if isinstance(v, float)}
 

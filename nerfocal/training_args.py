@@ -7,6 +7,15 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 from transformers.trainer_utils import SaveStrategy
 
+# the dev metrics nerfocal's evaluation logs (``eval_`` + name), for ``metric_for_best_model``; the
+# viterbi_ ones decode as ``nerfocal predict`` does (constrained Viterbi), the others read the argmax
+DEV_METRICS = (
+    "f1", "precision", "recall", "macro_f1", "accuracy",
+    "viterbi_f1", "viterbi_precision", "viterbi_recall", "viterbi_macro_f1",
+    "ece", "nll", "loss",
+)  # fmt: skip
+LOWER_IS_BETTER = ("ece", "nll", "loss")
+
 
 @dataclass
 class NerTrainingArguments(TrainingArguments):
@@ -76,6 +85,13 @@ class NerTrainingArguments(TrainingArguments):
             # a resumed run continues the count of evaluations without a gain (transformers resets it)
             self.restore_callback_states_from_checkpoint = True
             self.metric_for_best_model = self.metric_for_best_model or "f1"
+        if self.metric_for_best_model:
+            name = self.metric_for_best_model.removeprefix("eval_")
+            if name not in DEV_METRICS:
+                raise ValueError(
+                    f"metric_for_best_model: expected one of {', '.join(DEV_METRICS)} (the dev metrics "
+                    f"nerfocal logs), got {self.metric_for_best_model!r}"
+                )
             if self.greater_is_better is None:
-                self.greater_is_better = self.metric_for_best_model not in ("loss", "eval_loss")
+                self.greater_is_better = name not in LOWER_IS_BETTER
         super().__post_init__()

@@ -57,6 +57,42 @@ def test_patience_sets_per_epoch_evaluation_saving_and_best_model_loading(tmp_pa
     assert str(steps.save_strategy.value) == "steps" and steps.save_steps == 7
 
 
+def test_metric_for_best_model_is_checked_and_its_direction_follows_the_metric(tmp_path: Path) -> None:
+    out = ["--output_dir", str(tmp_path)]
+    *_, viterbi = parse_config(
+        ["--early_stopping_patience", "2", "--metric_for_best_model", "viterbi_f1", *out]
+    )
+    assert viterbi.metric_for_best_model == "viterbi_f1" and viterbi.greater_is_better
+    *_, nll = parse_config(["--early_stopping_patience", "2", "--metric_for_best_model", "eval_nll", *out])
+    assert nll.greater_is_better is False  # lower is better, as for the loss
+    with pytest.raises(
+        ValueError, match=r"metric_for_best_model: expected one of f1, .*viterbi_f1.*, got 'F1-dev'"
+    ):
+        parse_config(["--early_stopping_patience", "2", "--metric_for_best_model", "F1-dev", *out])
+
+
+def test_early_stopping_on_the_viterbi_dev_f1_keeps_its_best_evaluation(tmp_path: Path) -> None:
+    encoder = build_tiny_model(tmp_path / "encoder")
+    extra = (
+        "--early_stopping_patience",
+        "2",
+        "--metric_for_best_model",
+        "viterbi_f1",
+        "--num_train_epochs",
+        "3",
+    )
+    result = train(*parse_config(_argv(tmp_path, encoder, *extra)))
+    assert result.status == 0
+    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
+    evals = [h for h in state["log_history"] if "eval_viterbi_f1" in h]
+    assert len(evals) >= 2 and all("eval_f1" in h for h in evals)  # both dev curves are logged
+    best = max(evals, key=lambda h: h["eval_viterbi_f1"])
+    assert state["best_metric"] == pytest.approx(best["eval_viterbi_f1"])
+    assert state["best_global_step"] == min(
+        h["step"] for h in evals if h["eval_viterbi_f1"] == best["eval_viterbi_f1"]
+    )
+
+
 def test_patience_below_one_is_an_error_naming_the_option() -> None:
     with pytest.raises(ValueError, match="early_stopping_patience: expected an integer >= 1, got 0"):
         parse_config(["--early_stopping_patience", "0"])
