@@ -455,19 +455,21 @@ Reuters NNP I-ORG
 """
 
 
-def test_evaluate_matches_the_training_evaluation(tmp_path: Path) -> None:
+@pytest.mark.parametrize("max_length", [24, 8])
+def test_evaluate_matches_the_training_evaluation(tmp_path: Path, max_length: int) -> None:
+    """Also with sentences split into windows (max_length 8): both read each word in the same window."""
     np = pytest.importorskip("numpy")
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     from nerfocal.conll import read_conll
-    from nerfocal.encode import encode_sentences
+    from nerfocal.encode import encode_eval_windows
     from nerfocal.evaluate import score_logits
     from nerfocal.labels import convert_tags
 
     data = tmp_path / "test.conll"
     data.write_text(GOLD_IOB1 * 3, encoding="utf-8")
     gold = [(s.tokens, convert_tags(s.tags or [], "IOB1", "IOB2")) for s in read_conll(data)]
-    model_dir = fit_tiny_model(save_tiny_model(tmp_path / "model", max_length=24), gold, steps=2)
+    model_dir = fit_tiny_model(save_tiny_model(tmp_path / "model", max_length=max_length), gold, steps=2)
     out = tmp_path / "eval.json"
     argv = [
         "--model",
@@ -483,13 +485,16 @@ def test_evaluate_matches_the_training_evaluation(tmp_path: Path) -> None:
     assert cli_evaluate.run(_args(cli_evaluate, argv)) == 0
     ours = json.loads(out.read_text(encoding="utf-8"))
 
-    # the training script's path: IOB1 -> IOB2 gold, encode, argmax per window, rejoin words, seqeval
+    # the training run's evaluation: IOB1 -> IOB2 gold, its windows, argmax per window, words, seqeval
     model = AutoModelForTokenClassification.from_pretrained(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     sentences = list(read_conll(data))
     for s in sentences:
         s.tags = convert_tags(s.tags or [], "IOB1", "IOB2")
-    features, windows, _ = encode_sentences(sentences, tokenizer, model.config.label2id, max_length=24)
+    features, windows, _ = encode_eval_windows(
+        sentences, tokenizer, model.config.label2id, max_length=max_length
+    )
+    assert (len(windows) > len(sentences)) == (max_length == 8)  # the split case splits
     width = max(len(f["input_ids"]) for f in features)
     ids = torch.tensor([f["input_ids"] + [0] * (width - len(f["input_ids"])) for f in features])
     mask = torch.tensor([[1] * len(f["input_ids"]) + [0] * (width - len(f["input_ids"])) for f in features])
