@@ -296,7 +296,10 @@ def render(
         "Test entity F1 (micro), macro F1, precision, recall, the rarest test type's F1, token ECE after "
         "temperature scaling (%), the epoch of the best checkpoint, and training seconds up to it "
         "(train_runtime x best step / steps run; the machine was shared, so only rough). Mean ± std over "
-        "the seeds column. Runs: `benchmarks/results/convergence.jsonl`.",
+        "the seeds column. Last column: the same models' test F1 / macro F1 decoded with constrained "
+        "Viterbi, as `nerfocal predict` decodes by default (the reference's model too, which its own recipe "
+        "reads by argmax); `-` where a seed's run predates that score (2026-12-03). Runs: "
+        "`benchmarks/results/convergence.jsonl`.",
         "",
     ]
     for dataset, by_row in table.items():

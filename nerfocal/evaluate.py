@@ -93,18 +93,23 @@ def viterbi_metrics(
 
     labels = [id2label[i] for i in range(len(id2label))]
     outside = outside_id(labels)
-    log_probs = torch.log_softmax(torch.as_tensor(np.asarray(logits), dtype=torch.float32) / temperature, -1)
-    log_probs[..., outside] -= o_bias
-    words = []
-    for s in sentences:
-        unread = torch.full((len(s.tokens), len(labels)), float("-inf"))
-        unread[:, outside] = 0.0
-        words.append(unread)
-    for k, window in enumerate(windows):
-        firsts = torch.as_tensor(list(window.first_subwords), dtype=torch.long)
-        span = slice(window.word_offset, window.word_offset + len(firsts))
-        words[window.sentence_index][span] = log_probs[k, firsts]
-    pred = viterbi_tags(words, labels)
+    # the read positions only ([W, C]), then the scores: the padded [N, S, C] array is never copied
+    rows = np.repeat(np.arange(len(windows)), [len(w.first_subwords) for w in windows])
+    cols = np.fromiter((j for w in windows for j in w.first_subwords), dtype=np.int64, count=len(rows))
+    read = torch.as_tensor(np.asarray(logits)[rows, cols], dtype=torch.float32)
+    log_probs = torch.log_softmax(read / temperature, -1)
+    log_probs[:, outside] -= o_bias
+    lengths = [len(s.tokens) for s in sentences]
+    starts = np.cumsum([0, *lengths])
+    words = torch.full((int(starts[-1]), len(labels)), float("-inf"))
+    words[:, outside] = 0.0  # a word no window reads is O
+    index = [
+        int(starts[w.sentence_index]) + w.word_offset + n
+        for w in windows
+        for n in range(len(w.first_subwords))
+    ]
+    words[torch.as_tensor(index, dtype=torch.long)] = log_probs
+    pred = viterbi_tags(list(torch.split(words, lengths)), labels)
     return entity_metrics([s.tags or [] for s in sentences], pred, strict=strict)
 
 

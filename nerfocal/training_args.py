@@ -60,12 +60,16 @@ class NerTrainingArguments(TrainingArguments):
     early_stopping_patience: int | None = field(
         default=None,
         metadata={
-            "help": "Stop after N evaluations without a dev entity-F1 gain, and keep the best checkpoint "
-            "(loaded at the end). Sets evaluation and saving per epoch unless eval_strategy steps is given."
+            "help": "Stop after N evaluations without a gain in metric_for_best_model (default: dev entity "
+            "F1), and keep the best checkpoint (loaded at the end). Sets evaluation and saving per epoch "
+            "unless eval_strategy steps is given."
         },
     )
     early_stopping_threshold: float = field(
-        default=0.0, metadata={"help": "Smallest dev-F1 gain that counts as an improvement (early stopping)."}
+        default=0.0,
+        metadata={
+            "help": "Smallest gain in metric_for_best_model that counts as an improvement (early stopping)."
+        },
     )
 
     def __post_init__(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -71,26 +72,74 @@ def test_metric_for_best_model_is_checked_and_its_direction_follows_the_metric(t
         parse_config(["--early_stopping_patience", "2", "--metric_for_best_model", "F1-dev", *out])
 
 
-def test_early_stopping_on_the_viterbi_dev_f1_keeps_its_best_evaluation(tmp_path: Path) -> None:
+def test_early_stopping_on_the_viterbi_dev_f1_keeps_its_best_evaluation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scripted: argmax dev F1 peaks at the 1st evaluation, Viterbi dev F1 at the 3rd: the 3rd is kept."""
     encoder = build_tiny_model(tmp_path / "encoder")
+    make = nerfocal.evaluate.make_compute_metrics
+    argmax_f1, viterbi_f1 = [0.9, 0.2, 0.3, 0.1], [0.1, 0.2, 0.6, 0.5]
+
+    def scripted(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        real = make(*args, **kwargs)  # type: ignore[arg-type]
+        calls = iter(zip(argmax_f1, viterbi_f1, strict=True))
+
+        def compute(eval_pred: object) -> dict[str, float]:
+            metrics = real(eval_pred)
+            assert "viterbi_f1" in metrics  # the real dev evaluation scores Viterbi too
+            f1, viterbi = next(calls)
+            return {**metrics, "f1": f1, "viterbi_f1": viterbi}
+
+        return compute
+
+    monkeypatch.setattr(nerfocal.evaluate, "make_compute_metrics", scripted)
     extra = (
         "--early_stopping_patience",
         "2",
         "--metric_for_best_model",
         "viterbi_f1",
         "--num_train_epochs",
-        "3",
+        "4",
     )
     result = train(*parse_config(_argv(tmp_path, encoder, *extra)))
     assert result.status == 0
     state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
-    evals = [h for h in state["log_history"] if "eval_viterbi_f1" in h]
-    assert len(evals) >= 2 and all("eval_f1" in h for h in evals)  # both dev curves are logged
-    best = max(evals, key=lambda h: h["eval_viterbi_f1"])
-    assert state["best_metric"] == pytest.approx(best["eval_viterbi_f1"])
-    assert state["best_global_step"] == min(
-        h["step"] for h in evals if h["eval_viterbi_f1"] == best["eval_viterbi_f1"]
+    assert [h["eval_viterbi_f1"] for h in state["log_history"] if "eval_viterbi_f1" in h] == viterbi_f1
+    assert state["best_global_step"] == 3 * (64 // 16) and state["best_metric"] == pytest.approx(0.6)
+    assert result.metrics and result.metrics["train"]["best_epoch"] == pytest.approx(3.0)
+
+
+def test_best_model_without_early_stopping_follows_the_metric_direction(tmp_path: Path) -> None:
+    best = ["--load_best_model_at_end", "true", "--eval_strategy", "epoch", "--save_strategy", "epoch"]
+    *_, nll = parse_config([*best, "--metric_for_best_model", "nll", "--output_dir", str(tmp_path)])
+    assert nll.greater_is_better is False  # transformers alone would take a higher NLL as better
+    *_, explicit = parse_config(
+        [
+            *best,
+            "--metric_for_best_model",
+            "nll",
+            "--greater_is_better",
+            "true",
+            "--output_dir",
+            str(tmp_path),
+        ]
     )
+    assert explicit.greater_is_better is True  # an explicit choice is kept
+
+
+def test_the_checked_metric_names_are_the_ones_the_dev_evaluation_logs() -> None:
+    import numpy as np
+
+    from nerfocal.conll import Sentence
+    from nerfocal.encode import Window
+    from nerfocal.training_args import DEV_METRICS
+
+    id2label = {0: "O", 1: "B-PER", 2: "I-PER"}
+    sentence = Sentence(["Anna", "spoke"], ["B-PER", "O"])
+    compute = nerfocal.evaluate.make_compute_metrics([Window(0, 0, [0, 1])], [sentence], id2label, False)
+    logits = np.log(np.array([[[0.2, 0.7, 0.1], [0.8, 0.1, 0.1]]], dtype=np.float32))
+    logged = compute(SimpleNamespace(predictions=logits, label_ids=np.array([[1, 0]])))
+    assert set(DEV_METRICS) == {*logged, "loss"}  # Trainer adds eval_loss
 
 
 def test_patience_below_one_is_an_error_naming_the_option() -> None:

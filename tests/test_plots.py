@@ -295,6 +295,12 @@ def test_the_checkpoint_kept_by_early_stopping_is_named_and_starred(run_dir: Pat
     assert any(
         f"checkpoint of step {kept['step']}" in t and f"{100 * kept['eval_f1']:.2f}" in t for t in sentences
     )
+    assert not any("by dev" in t for t in sentences)  # chosen by dev F1: nothing more to say
+    kept["eval_viterbi_f1"], state["best_metric"] = 0.4321, 0.4321  # chosen by another logged metric
+    texts = [
+        b.text for b in _section_training_curves(state, _Figures(tmp_path / "img")) if isinstance(b, Text)
+    ]
+    assert any("by dev viterbi_f1 0.4321; dev F1" in t for t in texts)
     plain = plot_training(state["log_history"], tmp_path / "plain.png")
     starred = plot_training(state["log_history"], tmp_path / "starred.png", best_step=kept["step"])
     assert plot_training(state["log_history"], tmp_path / "again.png") == plain  # deterministic bytes

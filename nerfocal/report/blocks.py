@@ -196,16 +196,26 @@ def _section_per_type_figure(
     return blocks
 
 
+def _chosen_metric(evaluation: dict[str, Any], best: Any) -> str:
+    """``"by dev viterbi_f1 0.8123; "`` when the kept checkpoint was chosen by another metric than dev F1
+    (the logged metric whose value is the state's ``best_metric``), else ``""``."""
+    if not isinstance(best, (int, float)) or evaluation.get("eval_f1") == best:
+        return ""
+    names = [k for k, v in evaluation.items() if k.startswith("eval_") and v == best]
+    return f"by dev {names[0].removeprefix('eval_')} {best:.4f}; " if names else ""
+
+
 def _section_training_curves(state: Any, figures: _Figures) -> list[Block]:
     blocks: list[Block] = [Heading(SECTIONS[3])]
     if state and state.get("log_history"):
         best = state.get("best_global_step")
         kept = [h for h in state["log_history"] if h.get("step") == best and "eval_f1" in h]
         if best and kept:
+            chosen = _chosen_metric(kept[0], state.get("best_metric"))
             blocks.append(
                 Text(
                     f"Early stopping kept the checkpoint of step {best} (epoch {_num(kept[0].get('epoch'))}, "
-                    f"dev F1 {_pct(kept[0]['eval_f1'])}), starred on the dev-F1 curve."
+                    f"{chosen}dev F1 {_pct(kept[0]['eval_f1'])}), starred on the dev-F1 curve."
                 )
             )
         blocks += figures.draw(
