@@ -67,6 +67,26 @@ def check_space(space: Any, known: set[str], where: str = "search space") -> dic
     return space
 
 
+# what a study maximises: a dev score of every trial's best checkpoint (also its early-stopping metric)
+OBJECTIVES = {
+    "f1": "entity F1",
+    "macro_f1": "macro F1",
+    "viterbi_f1": "entity F1, Viterbi",
+    "viterbi_macro_f1": "macro F1, Viterbi",
+}
+
+
+def check_objective(objective: str) -> str:
+    """``objective`` if it is one of :data:`OBJECTIVES`.
+
+    Raises:
+        ValueError: naming ``--objective`` and the choices.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"--objective: expected one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    return objective
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -125,6 +145,7 @@ def tune(
     patience: int = 2,
     seed: int = 0,
     workers: int = 1,
+    objective: str = "f1",
 ) -> Any:
     """Run (or resume) the study until it holds ``trials`` finished trials; returns the optuna study.
 
@@ -139,7 +160,10 @@ def tune(
         workers: processes that train trials side by side on the same study (this one and
             ``workers - 1`` started here), each with its share of the CPU threads. Several
             ``nerfocal tune`` commands on the same study directory also share its trials.
+        objective: the dev score maximised (:data:`OBJECTIVES`); every trial also early-stops and
+            keeps its checkpoint by it. A study keeps the objective it was started with.
     """
+    check_objective(objective)
     try:
         import optuna
     except ImportError:
@@ -156,6 +180,7 @@ def tune(
     if not base[1].validation_file and not base[1].dataset_name and not base[1].dataset_path:
         raise ValueError("nerfocal tune: needs a development set (validation_file): trials are chosen on it")
     extra = [] if base[3].early_stopping_patience else ["--early_stopping_patience", str(patience)]
+    extra += ["--metric_for_best_model", objective]  # each trial keeps its best checkpoint by the objective
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # the heartbeat marks a trial whose process died as failed (after the grace period), so it no
     # longer counts as running for the other workers of the study
@@ -166,8 +191,18 @@ def tune(
             heartbeat_interval=60, grace_period=300,
         )  # fmt: skip
     # the study is created before any worker starts, so they never race to create it
-    existing = len(optuna.create_study(study_name="nerfocal", storage=storage, direction="maximize",
-                                       load_if_exists=True).trials)  # fmt: skip
+    created = optuna.create_study(
+        study_name="nerfocal", storage=storage, direction="maximize", load_if_exists=True
+    )
+    existing = len(created.trials)
+    recorded = created.user_attrs.get("objective", "f1" if existing else None)  # older studies: dev F1
+    if recorded is None:
+        created.set_user_attr("objective", objective)
+    elif recorded != objective:
+        raise ValueError(
+            f"--objective {objective}: the study in {out} maximises {recorded}; pass --objective {recorded} "
+            "to resume it, or another --study-dir"
+        )
     study = optuna.load_study(
         study_name="nerfocal",
         storage=storage,
@@ -181,7 +216,7 @@ def tune(
 
     complete, running = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
 
-    def objective(trial: Any) -> float:
+    def run_trial(trial: Any) -> float:
         # side-by-side workers: a trial that would go over the budget gives way to the earlier ones
         ahead = sum(
             1 for t in study.get_trials(deepcopy=False)
@@ -201,16 +236,16 @@ def tune(
         trial.set_user_attr("train_seconds", result.metrics["train"].get("train_runtime"))
         for weights in [*folder.glob("checkpoint-*"), *folder.glob("*.safetensors")]:
             shutil.rmtree(weights) if weights.is_dir() else weights.unlink()
-        return float(result.metrics["validation"]["f1"])
+        return float(result.metrics["validation"][objective])
 
-    others = _start_workers(argv, trials, out, space_file, patience, seed, workers)
+    others = _start_workers(argv, trials, out, space_file, patience, seed, workers, objective)
     try:
         states = (complete, running)
         started = sum(1 for t in study.trials if t.state in states)
         if started < trials:
             # stop once finished + running trials (this worker's and the others') reach the budget
             stop = optuna.study.MaxTrialsCallback(trials, states=states)
-            study.optimize(objective, n_trials=trials - started, catch=(RuntimeError,), callbacks=[stop])
+            study.optimize(run_trial, n_trials=trials - started, catch=(RuntimeError,), callbacks=[stop])
     except BaseException:
         for proc, _ in others:
             proc.terminate()
@@ -223,7 +258,14 @@ def tune(
 
 
 def _start_workers(
-    argv: list[str], trials: int, out: Path, space_file: str | None, patience: int, seed: int, workers: int
+    argv: list[str],
+    trials: int,
+    out: Path,
+    space_file: str | None,
+    patience: int,
+    seed: int,
+    workers: int,
+    objective: str,
 ) -> list[tuple[subprocess.Popen[bytes], Path]]:
     """Start ``workers - 1`` more ``nerfocal tune`` processes on this study (logs ``worker-K.log``)."""
     if workers <= 1:
@@ -238,7 +280,7 @@ def _start_workers(
     for k in range(1, workers):
         cmd = [
             sys.executable, "-m", "nerfocal.cli", "tune", "--trials", str(trials), "--study-dir", str(out),
-            "--patience", str(patience), "--sampler-seed", str(seed + 7919 * k),
+            "--patience", str(patience), "--sampler-seed", str(seed + 7919 * k), "--objective", objective,
             *(["--search-space", space_file] if space_file else []), *argv,
         ]  # fmt: skip
         log = out / f"worker-{k}.log"
@@ -259,10 +301,11 @@ def write_outputs(study: Any, out: Path, argv: list[str]) -> None:
         raise ValueError(f"{out}: no finished trial to report")
     ranked = sorted(finished, key=lambda t: t.value, reverse=True)
     names = list(ranked[0].params)
+    label = OBJECTIVES[study_objective(study)]
     lines = [
-        f"# nerfocal tune: {len(finished)} trials, sorted by dev entity F1 (the test set is never used)",
+        f"# nerfocal tune: {len(finished)} trials, sorted by dev {label} (the test set is never used)",
         "",
-        "| rank | trial | dev F1 | best epoch | " + " | ".join(names) + " |",
+        f"| rank | trial | dev {label} | best epoch | " + " | ".join(names) + " |",
         "|---|---|---|---|" + "---|" * len(names),
     ]
     for rank, t in enumerate(ranked, 1):
@@ -284,10 +327,15 @@ def write_outputs(study: Any, out: Path, argv: list[str]) -> None:
     for key in ("logging_dir", "resume_from_checkpoint"):
         config.pop(key, None)
     write_text(out / "best.yaml", yaml.safe_dump(config, sort_keys=False))
-    _plot(finished, out / "trials.png")
+    _plot(finished, out / "trials.png", label)
 
 
-def _plot(trials: list[Any], path: Path) -> None:
+def study_objective(study: Any) -> str:
+    """The dev score ``study`` maximises (studies from before ``--objective``: ``f1``)."""
+    return str(study.user_attrs.get("objective", "f1"))
+
+
+def _plot(trials: list[Any], path: Path, label: str = OBJECTIVES["f1"]) -> None:
     try:
         import matplotlib
 
@@ -306,7 +354,7 @@ def _plot(trials: list[Any], path: Path) -> None:
     best = [max(values[: i + 1]) for i in range(len(values))]
     ax.step(numbers, best, where="post", label="best so far")
     ax.set_xlabel("trial")
-    ax.set_ylabel("dev entity F1 (%)")
+    ax.set_ylabel(f"dev {label} (%)")
     ax.set_title("nerfocal tune")
     ax.legend()
     fig.tight_layout()

@@ -92,6 +92,36 @@ def test_an_interrupted_study_keeps_its_finished_trials_and_resumes(
     assert sum(1 for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE) == 2
 
 
+def test_the_objective_is_what_trials_maximise_and_select_by_and_a_study_keeps_it(
+    encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    metrics = []
+    real = nerfocal.training.train
+
+    def spy(model_cfg, data_cfg, loss_cfg, args):  # type: ignore[no-untyped-def]
+        metrics.append(args.metric_for_best_model)
+        return real(model_cfg, data_cfg, loss_cfg, args)
+
+    monkeypatch.setattr(nerfocal.training, "train", spy)
+    assert main([*_argv(encoder, tmp_path, 2), "--objective", "macro_f1"]) == 0
+    assert metrics == ["macro_f1", "macro_f1"]  # each trial keeps its checkpoint by the objective
+    study_dir = tmp_path / "study"
+    study = optuna.load_study(study_name="nerfocal", storage=f"sqlite:///{study_dir / 'study.db'}")
+    for t in study.trials:
+        dev = json.loads((study_dir / f"trial-{t.number}" / "eval_results.json").read_text())["validation"]
+        assert t.value == pytest.approx(dev["macro_f1"])
+    assert "sorted by dev macro F1" in (study_dir / "trials.md").read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert main([*_argv(encoder, tmp_path, 3), "--objective", "f1"]) == 2  # resuming under another objective
+    assert "--objective f1: the study in" in capsys.readouterr().err
+    assert (
+        len(optuna.load_study(study_name="nerfocal", storage=f"sqlite:///{study_dir / 'study.db'}").trials)
+        == 2
+    )
+
+
 def test_workers_share_one_study_and_stop_at_the_budget(encoder: Path, tmp_path: Path) -> None:
     # --workers 2: this process and one more share the study; 3 trials in all, not 3 each
     assert main([*_argv(encoder, tmp_path, 3), "--workers", "2"]) == 0

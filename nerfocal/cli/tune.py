@@ -3,9 +3,10 @@
     nerfocal tune configs/sample.yaml --trials 12 --study-dir outputs/tune [--option value ...]
     nerfocal train outputs/tune/best.yaml            # the best trial's configuration, test set restored
 
-Every trial trains with early stopping on dev entity F1 (patience 2 unless the config sets one) and
-never reads the test set. The default search space: learning rate, gamma, prior init, CE warm-up,
-alpha (none, 0.75, auto) and loss (focal, focal_adaptive, ce); --search-space FILE.yaml replaces it:
+Every trial trains with early stopping on the objective (--objective, default dev entity F1;
+patience 2 unless the config sets one) and never reads the test set. The default search space:
+learning rate, gamma, prior init, CE warm-up, alpha (none, 0.75, auto) and loss (focal,
+focal_adaptive, ce); --search-space FILE.yaml replaces it:
 
     learning_rate: {type: log, low: 2.0e-5, high: 3.0e-4}
     gamma: {type: float, low: 0.5, high: 3.0}
@@ -38,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers", type=int, default=1, help="processes training trials side by side (default 1)"
     )
+    parser.add_argument(
+        "--objective", default="f1", choices=("f1", "macro_f1", "viterbi_f1", "viterbi_macro_f1"),
+        help="dev score to maximise; each trial also early-stops on it (default f1; macro_f1 weighs the "
+        "rare types as much as the frequent ones; viterbi_*: decoded as nerfocal predict decodes)",
+    )  # fmt: skip
     if "-h" in argv or "--help" in argv:
         parser.print_help()
         print("\nEvery other option is a training option (nerfocal train --help).")
@@ -52,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
         study = tune(
             train_argv, args.trials, args.study_dir, space_file=args.search_space,
-            patience=args.patience, seed=args.sampler_seed, workers=args.workers,
+            patience=args.patience, seed=args.sampler_seed, workers=args.workers, objective=args.objective,
         )  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         print(f"nerfocal tune: error: {err}", file=sys.stderr)
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     best = study.best_trial
     print(
-        f"best trial {best.number}: dev F1 {100 * best.value:.2f} with {best.params}; "
+        f"best trial {best.number}: dev {args.objective} {100 * best.value:.2f} with {best.params}; "
         f"train it with: nerfocal train {args.study_dir}/best.yaml"
     )
     return 0
