@@ -47,11 +47,15 @@ def learning_curve(table: Table, shares: dict[str, float], path: Path) -> list[s
     lines = {row: sorted(points) for row, points in series.items() if len(points) >= 2}
     if not lines:
         raise SkipFigure("no row has test results at two or more CoNLL-2003 training sizes")
+    sizes = {x for points in lines.values() for x, _, _ in points}
     fig = new_figure(7.0, 4.4)
     ax = fig.add_subplot()
     for row, points in lines.items():
         x, mean, std = (list(v) for v in zip(*points, strict=True))
-        (line,) = ax.plot(x, mean, marker="o", label=row)
+        # a row not run at every size: dashed, so the line is not read as measured in between
+        gaps = len(points) < len(sizes)
+        label = f"{row} (dashed: not run at every size)" if gaps else row
+        (line,) = ax.plot(x, mean, marker="o", label=label, linestyle="--" if gaps else "-")
         if any(std):
             low = [m - s for m, s in zip(mean, std, strict=True)]
             high = [m + s for m, s in zip(mean, std, strict=True)]
