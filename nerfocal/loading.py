@@ -136,7 +136,7 @@ def load_pretrained(path: str | Path, *, trust_remote_code: bool = False) -> tup
         raise FileNotFoundError(
             f"{directory}: no config.json; expected a directory written by save_pretrained"
         )
-    common = {"local_files_only": True, "trust_remote_code": trust_remote_code}
+    common: dict[str, Any] = {"local_files_only": True, "trust_remote_code": trust_remote_code}
     # transformers, tokenizers and safetensors raise many exception types: report any as one line
     try:
         config = AutoConfig.from_pretrained(directory, **common)
