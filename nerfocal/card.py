@@ -324,8 +324,14 @@ def _calibration(results: dict[str, Any]) -> str:
     if m.get("o_bias"):
         note += (
             f" Decoding takes an O bias of {m['o_bias']:g} off `O`'s log-probability (`nerfocal_o_bias`): "
-            f"{split} entity F1 {100 * m['f1']:.2f} with it, {100 * m['f1_without_o_bias']:.2f} without."
+            f"{split} entity F1 {100 * m['f1']:.2f} with it, {100 * m['f1_without_o_bias']:.2f} without"
         )
+        if "viterbi_f1_without_o_bias" in m:
+            note += (
+                f" (Viterbi: {100 * m['viterbi_f1']:.2f} with it, "
+                f"{100 * m['viterbi_f1_without_o_bias']:.2f} without)"
+            )
+        note += "."
     return f"## Calibration ({split} set, token level)\n\n" + "\n".join(rows) + f"\n\n{note}\n"
 
 

@@ -186,16 +186,19 @@ def evaluate_splits(
             metrics["nll_before_temperature"] = before["nll"]
             metrics["temperature"] = temperature
         if o_bias:
-            without = score(split)
+            without = score(split, viterbi=True)
             metrics.update(o_bias=o_bias, f1_without_o_bias=without["f1"])
             metrics["macro_f1_without_o_bias"] = without["macro_f1"]
+            metrics["viterbi_f1_without_o_bias"] = without["viterbi_f1"]
+            metrics["viterbi_macro_f1_without_o_bias"] = without["viterbi_macro_f1"]
         results[split] = metrics
     return results, raw, temperature, o_bias
 
 
 def choose_o_bias(option: str, raw: dict[str, Any], score: Any) -> float:
     """The ``o_bias`` option's value: a number as is; ``auto`` fitted on the dev split's entity F1
-    (0 without a dev split, with a warning)."""
+    under constrained Viterbi, the decoding ``nerfocal predict`` uses by default (0 without a dev
+    split, with a warning)."""
     from nerfocal.decision import fit_o_bias
 
     if option != "auto":
@@ -203,9 +206,9 @@ def choose_o_bias(option: str, raw: dict[str, Any], score: Any) -> float:
     if "validation" not in raw:
         logger.warning("o_bias auto: no dev set to choose it on, so o_bias = 0")
         return 0.0
-    bias, scores = fit_o_bias(lambda b: score("validation", o_bias=b)["f1"])
+    bias, scores = fit_o_bias(lambda b: score("validation", o_bias=b, viterbi=True)["viterbi_f1"])
     without = scores.get(0.0, float("nan"))
-    logger.info("o_bias auto: %g (dev entity F1 %.4f; %.4f without)", bias, scores[bias], without)
+    logger.info("o_bias auto: %g (dev entity F1 %.4f by Viterbi; %.4f without)", bias, scores[bias], without)
     if bias in (min(scores), max(scores)) and bias != 0:
         logger.warning(
             "o_bias auto: %g is the end of the searched range %g..%g: a value beyond it may score higher "

@@ -57,11 +57,14 @@ def test_a_bias_at_the_end_of_the_range_is_a_warning(caplog: pytest.LogCaptureFi
 
     raw = {"validation": None}
     with caplog.at_level(logging.INFO, logger="nerfocal"):
-        assert choose_o_bias("auto", raw, lambda split, o_bias: {"f1": -o_bias}) == -1.0
+        # the fit reads the Viterbi score, not the argmax one
+        falling = lambda split, o_bias, viterbi: {"viterbi_f1": -o_bias, "f1": 0.0}  # noqa: E731
+        assert choose_o_bias("auto", raw, falling) == -1.0
     assert "o_bias auto: -1 is the end of the searched range -1..3" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="nerfocal"):
-        assert choose_o_bias("auto", raw, lambda split, o_bias: {"f1": -abs(o_bias - 0.5)}) == 0.5
+        peaked = lambda split, o_bias, viterbi: {"viterbi_f1": -abs(o_bias - 0.5), "f1": -o_bias}  # noqa: E731
+        assert choose_o_bias("auto", raw, peaked) == 0.5
         assert choose_o_bias("0.75", {}, None) == 0.75
         assert choose_o_bias("auto", {}, None) == 0.0
     assert "end of the searched range" not in caplog.text and "no dev set to choose it on" in caplog.text
@@ -165,7 +168,9 @@ def test_training_fits_the_bias_on_dev_saves_it_and_scores_test_with_it(tmp_path
     assert bias in O_BIAS_GRID
     results = json.loads((out / "eval_results.json").read_text())
     assert bias != 0.0  # (seeded: this random model gains from -0.25 on its dev set)
-    assert results["validation"]["f1"] > results["validation"]["f1_without_o_bias"]  # the fit's gain on dev
+    # the fit's gain on dev, read by the decoding it is fitted for (predict's Viterbi)
+    assert results["validation"]["viterbi_f1"] > results["validation"]["viterbi_f1_without_o_bias"]
+    assert {"f1_without_o_bias", "viterbi_macro_f1_without_o_bias"} <= set(results["validation"])
     assert results["test"]["o_bias"] == bias and "f1_without_o_bias" in results["test"]
     assert Predictor.from_pretrained(out, device="cpu").o_bias == bias
     # the run's Viterbi scores (bias and temperature applied) are the saved model's through `evaluate`
@@ -187,7 +192,10 @@ def test_training_fits_the_bias_on_dev_saves_it_and_scores_test_with_it(tmp_path
     assert json.loads((fixed / "config.json").read_text())["nerfocal_o_bias"] == 50.0
     results = json.loads((fixed / "eval_results.json").read_text())
     assert results["test"]["o_bias"] == 50.0 and "f1_without_o_bias" in results["test"]
-    assert "Decoding takes an O bias of 50 off `O`'s log-probability" in (fixed / "README.md").read_text()
+    card = (fixed / "README.md").read_text()
+    assert "Decoding takes an O bias of 50 off `O`'s log-probability" in card
+    viterbi_note = f"(Viterbi: {100 * results['test']['viterbi_f1']:.2f} with it, "
+    assert viterbi_note + f"{100 * results['test']['viterbi_f1_without_o_bias']:.2f} without)" in card
     first = json.loads((fixed / "predictions_test.jsonl").read_text().splitlines()[0])
     assert "O" not in first["pred"] and all(math.isfinite(c) and 0 < c <= 1 for c in first["confidence"])
     assert torch.tensor(first["confidence"]).max() < 1.0
