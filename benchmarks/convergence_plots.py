@@ -47,15 +47,13 @@ def learning_curve(table: Table, shares: dict[str, float], path: Path) -> list[s
     lines = {row: sorted(points) for row, points in series.items() if len(points) >= 2}
     if not lines:
         raise SkipFigure("no row has test results at two or more CoNLL-2003 training sizes")
-    sizes = {x for points in lines.values() for x, _, _ in points}
+    styles = line_styles({row: [x for x, _, _ in points] for row, points in lines.items()})
     fig = new_figure(7.0, 4.4)
     ax = fig.add_subplot()
     for row, points in lines.items():
         x, mean, std = (list(v) for v in zip(*points, strict=True))
-        # a row not run at every size: dashed, so the line is not read as measured in between
-        gaps = len(points) < len(sizes)
-        label = f"{row} (dashed: not run at every size)" if gaps else row
-        (line,) = ax.plot(x, mean, marker="o", label=label, linestyle="--" if gaps else "-")
+        label, linestyle = styles[row]
+        (line,) = ax.plot(x, mean, marker="o", label=label, linestyle=linestyle)
         if any(std):
             low = [m - s for m, s in zip(mean, std, strict=True)]
             high = [m + s for m, s in zip(mean, std, strict=True)]
@@ -71,6 +69,17 @@ def learning_curve(table: Table, shares: dict[str, float], path: Path) -> list[s
     ax.legend(fontsize="small")
     save_png(fig, path)
     return list(lines)
+
+
+def line_styles(sizes_by_row: dict[str, list[float]]) -> dict[str, tuple[str, str]]:
+    """``row -> (legend label, matplotlib line style)``: a row not run at every size drawn is dashed
+    and says so, so that its line is not read as measured at the sizes it skips."""
+    every = {x for sizes in sizes_by_row.values() for x in sizes}
+    styles = {}
+    for row, sizes in sizes_by_row.items():
+        gaps = set(sizes) != every
+        styles[row] = (f"{row} (dashed: not run at every size)", "--") if gaps else (row, "-")
+    return styles
 
 
 def _curve(record: dict[str, Any]) -> dict[float, float]:

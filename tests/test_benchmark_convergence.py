@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from unittest import mock
 
 import pytest
 from fixtures import ROOT
@@ -161,6 +162,30 @@ def test_learning_curve_draws_only_rows_with_two_sizes(tmp_path: Path) -> None:
     )
     with pytest.raises(convergence_plots.SkipFigure, match="two or more"):  # no row at two sizes
         convergence_plots.learning_curve({"conll2003_1": table["conll2003_1"]}, shares, tmp_path / "no.png")
+
+
+def test_a_row_not_run_at_every_size_is_dashed_and_says_so(tmp_path: Path) -> None:
+    styles = convergence_plots.line_styles({"default": [1.0, 5.0, 100.0], "ce": [1.0, 100.0]})
+    assert styles == {"default": ("default", "-"), "ce": ("ce (dashed: not run at every size)", "--")}
+    assert convergence_plots.line_styles({"a": [1.0, 5.0], "b": [5.0, 1.0]}) == {
+        "a": ("a", "-"),
+        "b": ("b", "-"),
+    }
+    # the figure draws those styles: capture the axes' lines instead of reading pixels
+    drawn: dict[str, str] = {}
+
+    def keep(fig: Any, path: Path) -> None:
+        drawn.update({line.get_label(): line.get_linestyle() for line in fig.axes[0].get_lines()})
+
+    table = {
+        "conll2003_1": {r: [_record("conll2003_1", r, 1, 0.5)] for r in ("default", "ce")},
+        "conll2003_5": {"default": [_record("conll2003_5", "default", 1, 0.7)]},
+        "conll2003": {r: [_record("conll2003", r, 1, 0.8)] for r in ("default", "ce")},
+    }
+    shares = {"conll2003_1": 0.01, "conll2003_5": 0.05, "conll2003": 1.0}
+    with mock.patch("nerfocal.report.plots.save_png", keep):
+        assert convergence_plots.learning_curve(table, shares, tmp_path / "c.png") == ["default", "ce"]
+    assert drawn == {"default": "-", "ce (dashed: not run at every size)": "--"}
 
 
 def test_dev_curves_draw_every_row_with_a_curve(tmp_path: Path) -> None:
