@@ -46,25 +46,19 @@ def tokenize_and_align(sentences, tokenizer, label2id, max_length):  # type: ign
 
 
 def viterbi_scores(logits, firsts, sentences, label_list):  # type: ignore[no-untyped-def]
-    """Entity metrics of the constrained Viterbi decoding of the word log-probabilities (a word
-    without a sub-word is ``O``, as in the argmax scoring)."""
+    """Entity metrics of the constrained Viterbi decoding of the word log-probabilities, read as
+    nerfocal's training runs read theirs (a word without a sub-word is ``O``, as in the argmax scoring)."""
     import numpy as np
     import torch
 
-    from nerfocal.decode import outside_id, viterbi_tags
-    from nerfocal.metrics import entity_metrics
+    from nerfocal.evaluate import viterbi_word_metrics
 
-    log_probs = torch.log_softmax(torch.as_tensor(np.asarray(logits), dtype=torch.float32), -1)
-    outside = outside_id(label_list)
-    words = []
-    for i, (s, f) in enumerate(zip(sentences, firsts, strict=True)):
-        scores = torch.full((len(s.tokens), len(label_list)), float("-inf"))
-        scores[:, outside] = 0.0
-        if f:
-            index = torch.tensor(list(f))
-            scores[index] = log_probs[i, torch.tensor(list(f.values()))]
-        words.append(scores)
-    return entity_metrics([s.tags for s in sentences], viterbi_tags(words, label_list))
+    rows = [i for i, f in enumerate(firsts) for _ in f]
+    cols = [j for f in firsts for j in f.values()]
+    read = torch.as_tensor(np.asarray(logits)[rows, cols], dtype=torch.float32)
+    starts = np.cumsum([0, *(len(s.tokens) for s in sentences)])
+    index = [int(starts[i]) + word for i, f in enumerate(firsts) for word in f]
+    return viterbi_word_metrics(torch.log_softmax(read, -1), index, sentences, label_list)
 
 
 def main(argv: list[str] | None = None) -> int:

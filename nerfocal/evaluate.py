@@ -89,7 +89,7 @@ def viterbi_metrics(
     window reads (the tail of a truncated sentence) is ``O``, as in :func:`word_predictions`."""
     import torch
 
-    from nerfocal.decode import outside_id, viterbi_tags
+    from nerfocal.decode import outside_id
 
     labels = [id2label[i] for i in range(len(id2label))]
     outside = outside_id(labels)
@@ -99,17 +99,35 @@ def viterbi_metrics(
     read = torch.as_tensor(np.asarray(logits)[rows, cols], dtype=torch.float32)
     log_probs = torch.log_softmax(read / temperature, -1)
     log_probs[:, outside] -= o_bias
-    lengths = [len(s.tokens) for s in sentences]
-    starts = np.cumsum([0, *lengths])
-    words = torch.full((int(starts[-1]), len(labels)), float("-inf"))
-    words[:, outside] = 0.0  # a word no window reads is O
+    starts = np.cumsum([0, *(len(s.tokens) for s in sentences)])
     index = [
         int(starts[w.sentence_index]) + w.word_offset + n
         for w in windows
         for n in range(len(w.first_subwords))
     ]
-    words[torch.as_tensor(index, dtype=torch.long)] = log_probs
-    pred = viterbi_tags(list(torch.split(words, lengths)), labels)
+    return viterbi_word_metrics(log_probs, index, sentences, labels, strict=strict)
+
+
+def viterbi_word_metrics(
+    log_probs: Any,
+    word_index: Sequence[int],
+    sentences: Sequence[Sentence],
+    labels: Sequence[str],
+    *,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """Entity metrics of the constrained Viterbi decoding of word scores: ``log_probs[k]`` (``[W, C]``,
+    a tensor) is the word at ``word_index[k]`` of the sentences laid end to end; a word with no row
+    (no sub-word read: a truncated tail, a word the tokenizer drops) is ``O``."""
+    import torch
+
+    from nerfocal.decode import outside_id, viterbi_tags
+
+    lengths = [len(s.tokens) for s in sentences]
+    words = torch.full((sum(lengths), len(labels)), float("-inf"))
+    words[:, outside_id(list(labels))] = 0.0
+    words[torch.as_tensor(list(word_index), dtype=torch.long)] = log_probs
+    pred = viterbi_tags(list(torch.split(words, lengths)), list(labels))
     return entity_metrics([s.tags or [] for s in sentences], pred, strict=strict)
 
 
