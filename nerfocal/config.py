@@ -31,6 +31,7 @@ from nerfocal.context import check_context_options
 from nerfocal.decision import parse_o_bias
 from nerfocal.io import text_encoding
 from nerfocal.losses import ALPHA_NORMALIZATIONS, FOCAL_FAMILY, LOSSES
+from nerfocal.schedule import apply_default_schedule, given_options
 from nerfocal.training_args import NerTrainingArguments
 
 LOSS_NORMALIZATIONS = ("step", "dataset")
@@ -342,12 +343,8 @@ def parse_config(
     if argv and not argv[0].startswith("-"):
         path = argv.pop(0)
         actions = _actions_by_key(parser)
-        defaults.update(
-            {
-                k: coerce_value(k, v, actions[k], f"{path}: ", _OWN_STR_FIELDS)
-                for k, v in load_yaml(path, known).items()
-            }
-        )
+        loaded = load_yaml(path, known).items()
+        defaults.update({k: coerce_value(k, v, actions[k], f"{path}: ", _OWN_STR_FIELDS) for k, v in loaded})
     yaml_values = {k: v for k, v in defaults.items() if k in known}
     # argparse does not type-convert defaults: a list/dict alpha from YAML stays a Python object
     parser.set_defaults(**yaml_values)
@@ -355,6 +352,8 @@ def parse_config(
     if rest:
         raise ValueError(f"unknown command-line arguments: {' '.join(rest)}")
     values = vars(namespace)
+    # a dev set and no schedule given: up to 10 epochs with early stopping (nerfocal.schedule)
+    default_schedule = apply_default_schedule(values, given_options(build_parser(), argv, set(yaml_values)))
     outputs: list[Any] = []
     for cls in (*CONFIG_CLASSES, NerTrainingArguments):
         names = {f.name for f in dataclasses.fields(cls) if f.init}
@@ -363,6 +362,7 @@ def parse_config(
             outputs.append(cls(**kwargs))
         except (TypeError, ValueError) as err:
             raise ValueError(f"invalid {cls.__name__}: {err}") from None
+    outputs[3].default_schedule = default_schedule
     return outputs[0], outputs[1], outputs[2], outputs[3]
 
 

@@ -202,6 +202,7 @@ def build_trainer(
 
     from nerfocal.context_training import training_dataset
     from nerfocal.evaluate import make_compute_metrics
+    from nerfocal.schedule import require_dev_set
     from nerfocal.trainer import FocalLossTrainer
 
     dev = prepared.evals.get("validation")
@@ -212,11 +213,7 @@ def build_trainer(
     )
     callbacks = list(callbacks or []) + callbacks_in
     if getattr(args, "early_stopping_patience", None):
-        if dev is None:
-            raise ValueError(
-                "early_stopping_patience: needs a development set (validation_file, or a dataset with a "
-                "validation split) to pick the best checkpoint"
-            )
+        require_dev_set(args, dev)
         callbacks.append(EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
     compute_metrics = None
     if dev is not None:
@@ -269,6 +266,7 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> TrainResul
     from nerfocal.preflight import check_run_sources
     from nerfocal.resume import StopOnSignal, resolve_resume_checkpoint
     from nerfocal.run_dir import prepare_output_dir
+    from nerfocal.schedule import settle_default_schedule
 
     check_run_sources(model_cfg, args)  # the model, output_dir, a checkpoint: fail before reading data
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -283,6 +281,7 @@ def train(model_cfg: Any, data_cfg: Any, loss_cfg: Any, args: Any) -> TrainResul
     model_path = resolve_model_path(model_cfg.model_name_or_path)
     tokenizer = load_tokenizer(model_cfg.tokenizer_name or model_path, model_cfg.trust_remote_code)
     prepared = prepare_data(data_cfg, tokenizer, data)
+    settle_default_schedule(args, "validation" in prepared.evals)  # a dataset without dev: no early stopping
     # an alpha that does not fit the labels fails now, before the model is loaded
     resolve_alpha(
         loss_cfg.alpha, prepared.label_list, prepared.label_counts, normalization=loss_cfg.alpha_normalization

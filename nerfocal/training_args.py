@@ -62,7 +62,8 @@ class NerTrainingArguments(TrainingArguments):
         metadata={
             "help": "Stop after N evaluations without a gain in metric_for_best_model (default: dev entity "
             "F1), and keep the best checkpoint (loaded at the end). Sets evaluation and saving per epoch "
-            "unless eval_strategy steps is given."
+            "unless eval_strategy steps is given. Default: 2 (and up to 10 epochs) when there is a dev set "
+            "and none of num_train_epochs, max_steps and this is set; 0: off."
         },
     )
     early_stopping_threshold: float = field(
@@ -72,12 +73,18 @@ class NerTrainingArguments(TrainingArguments):
         },
     )
 
+    # True when early stopping came from nerfocal's default schedule, not from the user (nerfocal.schedule)
+    default_schedule: bool = field(default=False, init=False)
+
     def __post_init__(self) -> None:
         if self.early_stopping_patience is not None:
-            if self.early_stopping_patience < 1:
+            if self.early_stopping_patience < 0:
                 raise ValueError(
-                    f"early_stopping_patience: expected an integer >= 1, got {self.early_stopping_patience!r}"
+                    "early_stopping_patience: expected an integer >= 1, or 0 for no early stopping, got "
+                    f"{self.early_stopping_patience!r}"
                 )
+            self.early_stopping_patience = self.early_stopping_patience or None  # 0: off
+        if self.early_stopping_patience is not None:
             strategy = str(getattr(self.eval_strategy, "value", self.eval_strategy))
             if strategy == "no":
                 strategy = "epoch"

@@ -179,7 +179,9 @@ def tune(
     base = parse_config(list(argv))
     if not base[1].validation_file and not base[1].dataset_name and not base[1].dataset_path:
         raise ValueError("nerfocal tune: needs a development set (validation_file): trials are chosen on it")
-    extra = [] if base[3].early_stopping_patience else ["--early_stopping_patience", str(patience)]
+    # the config's own patience, else --patience (a default schedule's patience is not the user's)
+    own = base[3].early_stopping_patience and not base[3].default_schedule
+    extra = [] if own else ["--early_stopping_patience", str(patience)]
     extra += ["--metric_for_best_model", objective]  # each trial keeps its best checkpoint by the objective
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # the heartbeat marks a trial whose process died as failed (after the grace period), so it no

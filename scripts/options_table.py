@@ -19,6 +19,8 @@ def options_table() -> str:
         for f in dataclasses.fields(cls):
             if cls is NerTrainingArguments and f.name not in NerTrainingArguments.__annotations__:
                 continue  # transformers' own options keep transformers' defaults and help
+            if not f.init:
+                continue  # state set by nerfocal (default_schedule), not an option
             default = f.default if f.default is not dataclasses.MISSING else ""
             if f.default_factory is not dataclasses.MISSING:
                 default = f.default_factory()

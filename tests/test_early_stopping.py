@@ -142,9 +142,11 @@ def test_the_checked_metric_names_are_the_ones_the_dev_evaluation_logs() -> None
     assert set(DEV_METRICS) == {*logged, "loss"}  # Trainer adds eval_loss
 
 
-def test_patience_below_one_is_an_error_naming_the_option() -> None:
-    with pytest.raises(ValueError, match="early_stopping_patience: expected an integer >= 1, got 0"):
-        parse_config(["--early_stopping_patience", "0"])
+def test_patience_below_zero_is_an_error_naming_the_option_and_zero_turns_it_off() -> None:
+    with pytest.raises(ValueError, match="early_stopping_patience: expected an integer >= 1, or 0 for no"):
+        parse_config(["--early_stopping_patience", "-2"])
+    *_, off = parse_config(["--early_stopping_patience", "0", "--validation_file", "dev.conll"])
+    assert off.early_stopping_patience is None and not off.load_best_model_at_end
 
 
 def test_early_stopping_without_a_dev_set_is_an_error(tmp_path: Path) -> None:

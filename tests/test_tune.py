@@ -67,6 +67,27 @@ def test_tune_ranks_trials_on_dev_never_reads_test_and_writes_a_trainable_best_c
     assert all(t.user_attrs["train_seconds"] > 0 for t in study.trials)  # the search's cost, per trial
 
 
+def test_patience_reaches_every_trial_when_the_config_sets_no_schedule(
+    encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without num_train_epochs the config gets nerfocal's default schedule (patience 2, up to 10 epochs);
+    --patience must still be the trials' patience, with the 10-epoch ceiling."""
+    seen = []
+    real = nerfocal.training.train
+
+    def spy(model_cfg, data_cfg, loss_cfg, args):  # type: ignore[no-untyped-def]
+        seen.append((args.early_stopping_patience, args.num_train_epochs))
+        args.num_train_epochs = 1.0  # keep the test short once the schedule is recorded
+        return real(model_cfg, data_cfg, loss_cfg, args)
+
+    monkeypatch.setattr(nerfocal.training, "train", spy)
+    argv = _argv(encoder, tmp_path, 1)
+    i = argv.index("--num_train_epochs")
+    del argv[i : i + 2]
+    assert main([*argv, "--patience", "3"]) == 0
+    assert seen == [(3, 10.0)]
+
+
 def test_an_interrupted_study_keeps_its_finished_trials_and_resumes(
     encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,7 +4,8 @@
     nerfocal train outputs/tune/best.yaml            # the best trial's configuration, test set restored
 
 Every trial trains with early stopping on the objective (--objective, default dev entity F1;
-patience 2 unless the config sets one) and never reads the test set. The default search space:
+patience 2 unless the config sets one; up to 10 epochs unless it sets num_train_epochs or max_steps) and
+never reads the test set. The default search space:
 learning rate, gamma, prior init, CE warm-up, alpha (none, 0.75, auto) and loss (focal,
 focal_adaptive, ce); --search-space FILE.yaml replaces it:
 
