@@ -82,7 +82,7 @@ def _sub_words(value: str) -> int:
 
 
 def add_context_arguments(parser: argparse.ArgumentParser) -> None:
-    """Document context options of ``predict`` and ``evaluate`` (docs/context.md)."""
+    """Document context options of ``predict``, ``evaluate`` and ``report --data`` (docs/context.md)."""
     parser.add_argument(
         "--context-size",
         type=_sub_words,

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nerfocal.predict_options import add_context_arguments
+
 if TYPE_CHECKING:
     from nerfocal.report.analysis import WordPredictions
 
@@ -62,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format", choices=("html", "md", "both"), default="both", help="report format (default both)"
     )
     parser.add_argument("--max-examples", type=int, default=3, help="examples per error kind (default 3)")
+    add_context_arguments(parser)  # --data: the document context the model reads (saved with it)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,12 +109,17 @@ def _predict_data(args: argparse.Namespace) -> WordPredictions:
     from nerfocal.evaluate import predict_words, read_labelled
     from nerfocal.labels import convert_tags, detect_scheme
     from nerfocal.predict import Predictor
+    from nerfocal.predict_options import check_document_boundary
 
     check_input(args.data)
-    sentences = read_labelled(args.data, args.data_format, args.encoding)
+    check_document_boundary(args.document_boundary)
+    sentences = read_labelled(args.data, args.data_format, args.encoding, args.document_boundary)
     tokens, gold = [s.tokens for s in sentences], [list(s.tags or []) for s in sentences]
     hf_logging.disable_progress_bar()
-    predictor = Predictor.from_pretrained(args.output_dir, device=args.device, decode="argmax")
+    predictor = Predictor.from_pretrained(
+        args.output_dir, device=args.device, decode="argmax", context_size=args.context_size,
+        context_pack=args.context_pack,
+    )  # fmt: skip
     source = detect_scheme(gold) if args.tag_scheme == "auto" else args.tag_scheme
     gold = [convert_tags(tags, source, predictor.scheme) for tags in gold]
     return predict_words(predictor, tokens, gold, [s.document for s in sentences])
