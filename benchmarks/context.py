@@ -138,13 +138,15 @@ def run_key(dataset: str, size: int, recipe: str, seed: int, args: Any) -> str:
     return f"{dataset}/s{share:g}/ctx{size}/{recipe}/lr{args.lr:g}/seed{seed}/ep{epochs:g}/l{args.limit or 0}"
 
 
-def predict_speed(model_dir: Path, test_file: Path) -> dict[str, float]:
-    """Sentences/s of the saved model (its own context_size) over the test file, model loading excluded."""
+def predict_speed(model_dir: Path, test_file: Path, dataset: str) -> dict[str, float]:
+    """Sentences/s of the saved model (its own context_size) over the test file, model loading excluded;
+    the file's documents as training read them (WNUT-17: each tweet alone, so no context is read)."""
     from nerfocal.documents import read_documents
     from nerfocal.predict import Predictor
 
     predictor = Predictor.from_pretrained(model_dir, device="cpu")
-    documents = list(read_documents(str(test_file), "conll", "utf-8", None))
+    boundary = DOCUMENTS[dataset][1] if DOCUMENTS[dataset] else None
+    documents = list(read_documents(str(test_file), "conll", "utf-8", None, document_boundary=boundary))
     start = time.perf_counter()
     count = sum(1 for _ in predictor.predict_documents(documents))
     seconds = time.perf_counter() - start
@@ -191,7 +193,7 @@ def run_one(dataset: str, size: int, recipe: str, seed: int, args: Any, work: Pa
     record = {
         "key": key, "dataset": dataset, "context_size": size, "recipe": recipe, "seed": seed, "lr": args.lr,
         "train": metrics["train"], "validation": metrics["validation"], "test": metrics["test"],
-        "data": metrics.get("data", {}), "predict": predict_speed(out, files["test"]),
+        "data": metrics.get("data", {}), "predict": predict_speed(out, files["test"], dataset),
     }  # fmt: skip
     return keep_metrics_only(results, record, out)
 

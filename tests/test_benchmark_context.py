@@ -107,3 +107,33 @@ def test_context_pack_benchmark_reads_one_model_each_way(tmp_path: Path, monkeyp
         "| context 8, `context_pack` 46",  # 64 - 2 special tokens - 2 x 8
     ]
     assert rows[2].endswith("| 100.0% |")
+
+
+def test_predict_speed_reads_the_test_file_as_training_read_it(tmp_path: Path, monkeypatch) -> None:
+    """The WNUT-17 control's predict speed reads every tweet alone, as its training did (no context);
+    CoNLL-2003 reads its documents (a file without -DOCSTART- is one document)."""
+    import json
+
+    from fixtures import save_tiny_model
+
+    import nerfocal.predict as predict_module
+
+    model = save_tiny_model(tmp_path / "model", ["O", "B-LOC", "I-LOC"], max_length=64)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "nerfocal_context_size": 8}), encoding="utf-8")
+    sentences = [("paris", "said"), ("the", "city"), ("of", "rome")]
+    test = tmp_path / "test.txt"
+    test.write_text("".join("".join(f"{w} O\n" for w in s) + "\n" for s in sentences), encoding="utf-8")
+    seen: list[tuple[str, ...]] = []
+    original = predict_module.tokenize_windows
+
+    def spy(tokenizer, lists, *args):  # type: ignore[no-untyped-def]
+        seen.extend(map(tuple, lists))
+        return original(tokenizer, lists, *args)
+
+    monkeypatch.setattr(predict_module, "tokenize_windows", spy)
+    assert context.predict_speed(model, test, "wnut17")["sentences"] == 3
+    assert sorted(seen) == sorted(sentences)  # each tweet alone
+    seen.clear()
+    context.predict_speed(model, test, "conll2003")
+    assert seen and not set(seen) & set(sentences)  # each sentence read with its neighbours
