@@ -187,7 +187,10 @@ def run_one(dataset: str, size: int, recipe: str, seed: int, args: Any, work: Pa
     out.mkdir(parents=True, exist_ok=True)
     files = data_files(dataset, args, work)
     print(f"[context] {key}", flush=True)
-    run(train_command(dataset, size, recipe, seed, args, out, files), out / "log.txt",
+    command = train_command(dataset, size, recipe, seed, args, out, files)
+    if args.force:
+        command += ["--overwrite_output_dir", "true"]  # the metrics files of the run it replaces
+    run(command, out / "log.txt",
         env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})  # fmt: skip
     metrics = json.loads((out / "eval_results.json").read_text())
     record = {

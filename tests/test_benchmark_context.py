@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from fixtures import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -137,3 +138,24 @@ def test_predict_speed_reads_the_test_file_as_training_read_it(tmp_path: Path, m
     seen.clear()
     context.predict_speed(model, test, "conll2003")
     assert seen and not set(seen) & set(sentences)  # each sentence read with its neighbours
+
+
+def test_force_retrains_over_the_metrics_files_a_finished_run_left(tmp_path: Path, monkeypatch) -> None:
+    commands: list[list[str]] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_run(cmd, log, env=None):  # type: ignore[no-untyped-def]
+        commands.append(cmd)
+        raise Stop
+
+    monkeypatch.setattr(context, "run", fake_run)
+    monkeypatch.setattr(context, "data_files", lambda *a: {s: tmp_path / s for s in ("train", "dev", "test")})
+    for force in (False, True):
+        args = SimpleNamespace(subset=1.0, limit=7, epochs=10.0, full_epochs=4.0, lr=1e-4, force=force)
+        args.cached_only = False
+        with pytest.raises(Stop):
+            context.run_one("wnut17", 64, "default", 1, args, tmp_path)
+    plain, forced = commands
+    assert "--overwrite_output_dir" not in plain and forced[-2:] == ["--overwrite_output_dir", "true"]
