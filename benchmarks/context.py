@@ -49,7 +49,8 @@ RECIPES: dict[str, tuple[str, list[str]]] = {
     "ce": ("nerfocal CE", ["--loss", "ce", "--prior_init", "false"]),
     "default": ("nerfocal's default (focal gamma 2 + prior init)", []),
 }
-DOCUMENTS = {"conll2003": [], "wnut17": ["--document_boundary", "sentence"]}  # flags per dataset
+BOUNDARIES = {"conll2003": None, "wnut17": "sentence"}  # document_boundary per dataset (tweets: alone)
+DOCUMENTS = {d: [] if b is None else ["--document_boundary", b] for d, b in BOUNDARIES.items()}  # its flags
 
 
 def split_documents(path: Path) -> list[list[str]]:
@@ -145,7 +146,7 @@ def predict_speed(model_dir: Path, test_file: Path, dataset: str) -> dict[str, f
     from nerfocal.predict import Predictor
 
     predictor = Predictor.from_pretrained(model_dir, device="cpu")
-    boundary = DOCUMENTS[dataset][1] if DOCUMENTS[dataset] else None
+    boundary = BOUNDARIES[dataset]
     documents = list(read_documents(str(test_file), "conll", "utf-8", None, document_boundary=boundary))
     start = time.perf_counter()
     count = sum(1 for _ in predictor.predict_documents(documents))

@@ -32,7 +32,8 @@ def given_options(parser: Any, argv: list[str], yaml_keys: set[str]) -> set[str]
 
 
 def has_dev_source(values: dict[str, Any]) -> bool:
-    """Whether the options name a development set (a file, or a dataset that may hold one)."""
+    """Whether the options (``vars`` of a DataConfig, or parsed values) name a development set: a file,
+    or a dataset that may hold one."""
     return bool(values.get("validation_file") or values.get("dataset_name") or values.get("dataset_path"))
 
 
@@ -75,7 +76,7 @@ def settle_default_schedule(args: Any, has_dev: bool) -> None:
         )  # fmt: skip
 
 
-def require_dev_set(args: Any, dev: Any) -> None:
+def require_dev_set(dev: Any) -> None:
     """Early stopping the user asked for, without a development set: a one-line error."""
     if dev is None:
         raise ValueError(

@@ -213,7 +213,7 @@ def build_trainer(
     )
     callbacks = list(callbacks or []) + callbacks_in
     if getattr(args, "early_stopping_patience", None):
-        require_dev_set(args, dev)
+        require_dev_set(dev)
         callbacks.append(EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
     compute_metrics = None
     if dev is not None:

@@ -170,6 +170,7 @@ def tune(
         raise ValueError("nerfocal tune needs optuna: pip install 'nerfocal[tune]'") from None
 
     from nerfocal.config import build_parser, parse_config
+    from nerfocal.schedule import has_dev_source
     from nerfocal.training import train
 
     out = Path(output_dir)
@@ -177,7 +178,7 @@ def tune(
     known = {a.dest for a in build_parser()._actions}
     space = load_space(space_file, known)
     base = parse_config(list(argv))
-    if not base[1].validation_file and not base[1].dataset_name and not base[1].dataset_path:
+    if not has_dev_source(vars(base[1])):
         raise ValueError("nerfocal tune: needs a development set (validation_file): trials are chosen on it")
     # the config's own patience, else --patience (a default schedule's patience is not the user's)
     own = base[3].early_stopping_patience and not base[3].default_schedule

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures import SAMPLE, build_tiny_model
+from fixtures import build_tiny_model
+from test_early_stopping import _argv
 
 import nerfocal.evaluate
 from nerfocal.config import parse_config
@@ -88,7 +89,7 @@ def test_a_dataset_without_a_dev_split_falls_back_to_a_plain_run(caplog: pytest.
     settle_default_schedule(own, has_dev=False)
     assert own.early_stopping_patience == 3 and own.save_total_limit is None
     with pytest.raises(ValueError, match="early_stopping_patience: needs a development set"):
-        require_dev_set(own, None)
+        require_dev_set(None)
 
 
 def test_a_run_that_sets_no_schedule_early_stops_and_keeps_the_best_epoch(
@@ -105,18 +106,9 @@ def test_a_run_that_sets_no_schedule_early_stops_and_keeps_the_best_epoch(
 
     monkeypatch.setattr(nerfocal.evaluate, "make_compute_metrics", scripted_metrics)
     encoder = build_tiny_model(tmp_path / "encoder")
-    argv = [
-        "--model_name_or_path", str(encoder),
-        "--train_file", str(SAMPLE / "train.conll"),
-        "--validation_file", str(SAMPLE / "dev.conll"),
-        "--max_train_samples", "64",
-        "--per_device_train_batch_size", "16",
-        "--max_length", "64",
-        "--output_dir", str(tmp_path / "run"),
-        "--disable_tqdm", "true",
-        "--use_cpu", "true",
-        "--temperature_scaling", "false",
-    ]  # fmt: skip
+    argv = _argv(tmp_path, encoder)  # test_early_stopping's tiny run, less its fixed epoch count
+    i = argv.index("--num_train_epochs")
+    del argv[i : i + 2]
     caplog.set_level(logging.INFO, logger="nerfocal")
     result = train(*parse_config(argv))
     assert result.status == 0
