@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         "--datasets", nargs="+", default=["conll2003", "wnut17"], choices=["conll2003", "wnut17"]
     )
     ctx.add_argument("--sizes", nargs="+", type=int, default=[0, 64, 128], help="context_size values")
+    ctx.add_argument(
+        "--packs", nargs="+", type=int, default=[0], help="context_pack values of the runs with context"
+    )
     ctx.add_argument("--recipes", nargs="+", default=["ce", "default"], choices=["ce", "default"])
     ctx.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     ctx.add_argument(

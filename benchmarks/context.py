@@ -133,10 +133,11 @@ def load_results(path: Path) -> dict[str, dict[str, Any]]:
     return {r["key"]: r for r in records}
 
 
-def run_key(dataset: str, size: int, recipe: str, seed: int, args: Any) -> str:
+def run_key(dataset: str, size: int, recipe: str, seed: int, args: Any, pack: int = 0) -> str:
     share = args.subset if dataset == "conll2003" else 1.0
     epochs = 1 if args.limit else (args.full_epochs if share >= 1 and dataset == "conll2003" else args.epochs)
-    return f"{dataset}/s{share:g}/ctx{size}/{recipe}/lr{args.lr:g}/seed{seed}/ep{epochs:g}/l{args.limit or 0}"
+    context = f"ctx{size}" + (f"p{pack}" if pack else "")
+    return f"{dataset}/s{share:g}/{context}/{recipe}/lr{args.lr:g}/seed{seed}/ep{epochs:g}/l{args.limit or 0}"
 
 
 def predict_speed(model_dir: Path, test_file: Path, dataset: str) -> dict[str, float]:
@@ -158,7 +159,9 @@ def predict_speed(model_dir: Path, test_file: Path, dataset: str) -> dict[str, f
     }
 
 
-def train_command(dataset: str, size: int, recipe: str, seed: int, args: Any, out: Path, files: dict) -> list:
+def train_command(
+    dataset: str, size: int, recipe: str, seed: int, args: Any, out: Path, files: dict, pack: int = 0
+) -> list:
     share = args.subset if dataset == "conll2003" else 1.0
     epochs = 1 if args.limit else (args.full_epochs if share >= 1 and dataset == "conll2003" else args.epochs)
     flags = ["--train_file", str(files["train"]), "--validation_file", str(files["dev"])]
@@ -172,13 +175,16 @@ def train_command(dataset: str, size: int, recipe: str, seed: int, args: Any, ou
     ]
     flags += ["--early_stopping_patience", "2", "--unknown_labels", "O", "--logging_steps", "10"]
     flags += ["--seed", str(seed), "--context_size", str(size), *DOCUMENTS[dataset], *RECIPES[recipe][1]]
+    flags += ["--context_pack", str(pack)] if pack else []  # train (and predict) on packed runs
     return nerfocal_command(dataset, out, evaluate=False) + flags
 
 
-def run_one(dataset: str, size: int, recipe: str, seed: int, args: Any, work: Path) -> dict[str, Any] | None:
+def run_one(
+    dataset: str, size: int, recipe: str, seed: int, args: Any, work: Path, pack: int = 0
+) -> dict[str, Any] | None:
     """Train (or reuse) one run; None with --cached-only when it has not been run."""
     results = _results_file(args, work)
-    key = run_key(dataset, size, recipe, seed, args)
+    key = run_key(dataset, size, recipe, seed, args, pack)
     done = load_results(results)
     if key in done and not args.force:
         return done[key]
@@ -188,14 +194,15 @@ def run_one(dataset: str, size: int, recipe: str, seed: int, args: Any, work: Pa
     out.mkdir(parents=True, exist_ok=True)
     files = data_files(dataset, args, work)
     print(f"[context] {key}", flush=True)
-    command = train_command(dataset, size, recipe, seed, args, out, files)
+    command = train_command(dataset, size, recipe, seed, args, out, files, pack)
     if args.force:
         command += ["--overwrite_output_dir", "true"]  # the metrics files of the run it replaces
     run(command, out / "log.txt",
         env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})  # fmt: skip
     metrics = json.loads((out / "eval_results.json").read_text())
     record = {
-        "key": key, "dataset": dataset, "context_size": size, "recipe": recipe, "seed": seed, "lr": args.lr,
+        "key": key, "dataset": dataset, "context_size": size, "context_pack": pack, "recipe": recipe,
+        "seed": seed, "lr": args.lr,
         "train": metrics["train"], "validation": metrics["validation"], "test": metrics["test"],
         "data": metrics.get("data", {}), "predict": predict_speed(out, files["test"], dataset),
     }  # fmt: skip
@@ -211,7 +218,10 @@ def _fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {scale * statistics.stdev(values):.{digits}f}"
 
 
-def render(table: dict[str, dict[tuple[int, str], list[dict[str, Any]]]], args: Any) -> str:
+Row = tuple[int, int, str]  # (context_size, context_pack, recipe)
+
+
+def render(table: dict[str, dict[Row, list[dict[str, Any]]]], args: Any) -> str:
     smoke = (
         f" SMOKE TEST (--limit {args.limit}): first {args.limit} sentences of each file, 1 epoch."
         if args.limit
@@ -239,8 +249,8 @@ def render(table: dict[str, dict[tuple[int, str], list[dict[str, Any]]]], args: 
             "| context | recipe | seeds | test F1 | macro F1 | train s | x ctx 0 | predict sent/s | x ctx 0 |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
-        for (size, recipe), runs in sorted(rows.items()):
-            base = rows.get((0, recipe), [])
+        for (size, pack, recipe), runs in sorted(rows.items()):
+            base = rows.get((0, 0, recipe), [])
             train_s = statistics.fmean(r["train"]["train_runtime"] for r in runs)
             speed = statistics.fmean(r["predict"]["sentences_per_second"] for r in runs)
             base_train = statistics.fmean(r["train"]["train_runtime"] for r in base) if base else None
@@ -248,7 +258,7 @@ def render(table: dict[str, dict[tuple[int, str], list[dict[str, Any]]]], args: 
                 statistics.fmean(r["predict"]["sentences_per_second"] for r in base) if base else None
             )
             lines.append(
-                f"| {size} | {RECIPES[recipe][0]} | {','.join(str(r['seed']) for r in runs)} | "
+                f"| {size}{f', packed {pack}' if pack else ''} | {RECIPES[recipe][0]} | {','.join(str(r['seed']) for r in runs)} | "
                 f"{_fmt([r['test']['f1'] for r in runs])} | {_fmt([r['test']['macro_f1'] for r in runs])} | "
                 f"{train_s:.0f} | {f'{train_s / base_train:.2f}' if base_train else '-'} | {speed:.1f} | "
                 f"{f'{speed / base_speed:.2f}' if base_speed else '-'} |"
@@ -259,13 +269,13 @@ def render(table: dict[str, dict[tuple[int, str], list[dict[str, Any]]]], args: 
     return "\n".join(lines)
 
 
-def control_line(rows: dict[tuple[int, str], list[dict[str, Any]]]) -> str:
+def control_line(rows: dict[Row, list[dict[str, Any]]]) -> str:
     """WNUT-17: does every context size give the test F1 of context 0, seed by seed?"""
     differing = []
-    for (size, recipe), runs in rows.items():
-        base = {r["seed"]: r["test"]["f1"] for r in rows.get((0, recipe), [])}
+    for (size, pack, recipe), runs in rows.items():
+        base = {r["seed"]: r["test"]["f1"] for r in rows.get((0, 0, recipe), [])}
         differing += [
-            f"{recipe} ctx {size} seed {r['seed']}"
+            f"{recipe} ctx {size}{f' packed {pack}' if pack else ''} seed {r['seed']}"
             for r in runs
             if r["seed"] in base and r["test"]["f1"] != base[r["seed"]]
         ]
@@ -276,15 +286,16 @@ def control_line(rows: dict[tuple[int, str], list[dict[str, Any]]]) -> str:
 
 def main(args: Any) -> None:
     work = Path(args.work_dir)
-    table: dict[str, dict[tuple[int, str], list[dict[str, Any]]]] = {}
+    table: dict[str, dict[Row, list[dict[str, Any]]]] = {}
     # seed by seed, so that partial results already compare every row
+    rows = [(size, pack) for size in args.sizes for pack in args.packs if size > 0 or pack == 0]
     for seed in args.seeds:
         for dataset in args.datasets:
-            for size in args.sizes:
+            for size, pack in rows:
                 for recipe in args.recipes:
-                    result = run_one(dataset, size, recipe, seed, args, work)
+                    result = run_one(dataset, size, recipe, seed, args, work, pack)
                     if result is not None:
-                        table.setdefault(dataset, {}).setdefault((size, recipe), []).append(result)
+                        table.setdefault(dataset, {}).setdefault((size, pack, recipe), []).append(result)
     body = render(table, args)
     print(body)
     if not args.limit:

@@ -15,8 +15,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from nerfocal.config_io import argument_error as _argument_error
 from nerfocal.config_io import (
+    actions_by_key,
     check_field_types,
     coerce_value,
     config_to_dict,
@@ -24,6 +24,7 @@ from nerfocal.config_io import (
     parse_alpha,
     save_config,
 )
+from nerfocal.config_io import argument_error as _argument_error
 from nerfocal.config_io import number_list as _number_list
 from nerfocal.config_io import tokens_seen as _tokens_seen
 from nerfocal.conll import boundary_rule
@@ -129,9 +130,14 @@ class DataConfig:
     )
     context_dropout: float = field(
         default=0.0,
+        metadata={"help": "Training only: drop a sentence's context with this probability (seeded)."},
+    )
+    context_pack: int = field(
+        default=0,
         metadata={
-            "help": "Training only: drop a sentence's context with this probability (drawn per sentence "
-            "and epoch, seeded)."
+            "help": "With context_size: train on runs of consecutive sentences of a document of at most N "
+            "sub-words, each run one sequence (cheaper; saved, and predict reads the same runs); 0: each "
+            "sentence alone (docs/context.md#packing)."
         },
     )
     encoding: str = field(default="utf-8", metadata={"help": "Encoding of the data files."})
@@ -201,7 +207,7 @@ class DataConfig:
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise ValueError(f"max_train_samples: expected an integer >= 1, got {self.max_train_samples!r}")
         text_encoding(self.encoding)  # ValueError naming an unknown codec
-        check_context_options(self.context_size, self.context_dropout)
+        check_context_options(self.context_size, self.context_dropout, self.context_pack)
         boundary_rule(self.document_boundary)  # ValueError naming document_boundary
 
 
@@ -279,10 +285,8 @@ class LossConfig:
             ("loss_normalization", LOSS_NORMALIZATIONS),
             ("alpha_normalization", ALPHA_NORMALIZATIONS),
         ):
-            if getattr(self, name) not in accepted:
-                raise ValueError(
-                    f"{name}: expected one of {', '.join(accepted)}, got {getattr(self, name)!r}"
-                )
+            if (value := getattr(self, name)) not in accepted:
+                raise ValueError(f"{name}: expected one of {', '.join(accepted)}, got {value!r}")
         if not self.gamma >= 0:
             raise ValueError(f"gamma: expected a number >= 0, got {self.gamma!r}")
         if not 0.5 < self.margin < 1:
@@ -342,7 +346,7 @@ def parse_config(
     defaults: dict[str, Any] = {}
     if argv and not argv[0].startswith("-"):
         path = argv.pop(0)
-        actions = _actions_by_key(parser)
+        actions = actions_by_key(parser)
         loaded = load_yaml(path, known).items()
         defaults.update({k: coerce_value(k, v, actions[k], f"{path}: ", _OWN_STR_FIELDS) for k, v in loaded})
     yaml_values = {k: v for k, v in defaults.items() if k in known}
@@ -364,11 +368,6 @@ def parse_config(
             raise ValueError(f"invalid {cls.__name__}: {err}") from None
     outputs[3].default_schedule = default_schedule
     return outputs[0], outputs[1], outputs[2], outputs[3]
-
-
-def _actions_by_key(parser: Any) -> dict[str, Any]:
-    """The argparse action of each option (``--name``, not its ``--no_name`` complement)."""
-    return {a.dest: a for a in parser._actions if f"--{a.dest}" in a.option_strings}
 
 
 # nerfocal's own string options (alpha excepted: it also takes numbers, lists and mappings)

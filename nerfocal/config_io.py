@@ -20,7 +20,15 @@ import yaml
 
 from nerfocal.io import atomic_open
 
-__all__ = ["check_field_types", "coerce_value", "config_to_dict", "load_yaml", "parse_alpha", "save_config"]
+__all__ = [
+    "actions_by_key",
+    "check_field_types",
+    "coerce_value",
+    "config_to_dict",
+    "load_yaml",
+    "parse_alpha",
+    "save_config",
+]
 
 _DESCRIBE = {str: "a string", int: "an integer", float: "a number", bool: "true or false", type(None): "null"}
 
@@ -225,3 +233,8 @@ def tokens_seen(value: str) -> str | bool:
 def argument_error(message: str) -> Any:
     # argparse would print the usage and exit; its message already names the flag
     raise ValueError(f"{message} (see nerfocal train --help)")
+
+
+def actions_by_key(parser: Any) -> dict[str, Any]:
+    """The argparse action of each option (``--name``, not its ``--no_name`` complement)."""
+    return {a.dest: a for a in parser._actions if f"--{a.dest}" in a.option_strings}

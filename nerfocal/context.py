@@ -32,6 +32,9 @@ __all__ = [
     "count_documents",
     "merge_shared_windows",
     "pack_contexts",
+    "pack_limit",
+    "pack_runs",
+    "saved_context",
     "sentence_contexts",
 ]
 
@@ -39,8 +42,11 @@ Context = tuple[list[str], list[str]]  # (left context words, right context word
 _NO_CONTEXT: Context = ([], [])
 
 
-def check_context_options(context_size: Any, context_dropout: Any = 0.0) -> None:
-    """``ValueError`` naming ``context_size`` (an integer >= 0) or ``context_dropout`` (in [0, 1])."""
+def check_context_options(context_size: Any, context_dropout: Any = 0.0, context_pack: Any = 0) -> None:
+    """``ValueError`` naming ``context_size`` or ``context_pack`` (integers >= 0) or ``context_dropout``
+    (in [0, 1])."""
+    if isinstance(context_pack, bool) or not isinstance(context_pack, int) or context_pack < 0:
+        raise ValueError(f"context_pack: expected an integer >= 0 (sub-words), got {context_pack!r}")
     if isinstance(context_size, bool) or not isinstance(context_size, int) or context_size < 0:
         raise ValueError(
             f"context_size: expected an integer >= 0 (sub-words on each side), got {context_size!r}"
@@ -49,6 +55,23 @@ def check_context_options(context_size: Any, context_dropout: Any = 0.0) -> None
         raise ValueError(f"context_dropout: expected a number in [0, 1], got {context_dropout!r}")
     if not 0.0 <= float(context_dropout) <= 1.0:
         raise ValueError(f"context_dropout: expected a number in [0, 1], got {context_dropout!r}")
+
+
+def saved_context(
+    config: Any, context_size: int | None, context_pack: int | None, budget: int
+) -> tuple[int, int]:
+    """``(context_size, context_pack)`` a predictor reads with: the given ones, else the training run's
+    (``config.nerfocal_context_size`` / ``nerfocal_context_pack``, 0 when absent), checked; the packing
+    capped by :func:`pack_limit` for windows of ``budget`` sub-words besides the special tokens."""
+
+    def saved(name: str) -> int:
+        value = getattr(config, name, None)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+    size = saved("nerfocal_context_size") if context_size is None else context_size
+    pack = saved("nerfocal_context_pack") if context_pack is None else context_pack
+    check_context_options(size, 0.0, pack)
+    return size, pack_limit(pack, budget, size)
 
 
 def count_documents(keys: Iterable[Hashable | None]) -> int:
@@ -190,26 +213,48 @@ def pack_contexts(
             context from :func:`context_windows`.
         limit: at most this many sub-words of sentences in a run (0: no packing, the contexts as given).
 
-    Yields one context per item. The sentences of a run (consecutive, same key, each with context, at
-    most ``limit`` sub-words in all) each get the run's other sentences plus the left context of its
-    first and the right context of its last, so that ``left + words + right`` is the same sequence for
-    all of them: the predictor reads it once (docs/context.md, "Packing"). The result depends on the
-    stream only, never on how it is later cut into chunks or processes.
+    Yields one context per item. The sentences of a run (:func:`pack_runs`) each get the run's other
+    sentences plus the left context of its first and the right context of its last, so that
+    ``left + words + right`` is the same sequence for all of them: the predictor reads it once
+    (docs/context.md, "Packing"). The result depends on the stream only, never on how it is later cut
+    into chunks or processes.
     """
-    run: list[tuple[Sequence[str], Context]] = []
+    for run in pack_runs(items, limit):
+        yield from _spread([(item[1], item[3]) for item in run])
+
+
+def pack_limit(context_pack: int, budget: int, context_size: int) -> int:
+    """The sub-words a packed run may hold: ``context_pack``, capped at what a window of ``budget``
+    sub-words (``max_length`` minus special tokens) leaves besides the two contexts; 0 without context."""
+    if context_size <= 0:
+        return 0
+    return max(0, min(context_pack, budget - 2 * context_size))
+
+
+def pack_runs(items: Iterable[Any], limit: int) -> Iterator[list[Any]]:
+    """The items of :func:`pack_contexts` cut into runs, streamed, each run a list of items in order.
+
+    An item is ``(document key, words, sub-word count, context, ...)`` (more fields ride along). A run
+    is consecutive sentences of one document (same key, not None), each with context, at most ``limit``
+    sub-words in all; every other sentence (longer than ``limit``, without context, or ``limit`` 0) is
+    a run of its own. Training with ``context_pack`` encodes each run as one sequence.
+    """
+    run: list[Any] = []
     run_key: Hashable | None = None
     total = 0
-    for key, words, size, context in items:
+    for item in items:
+        key, _, size, context = item[:4]
         joins = bool(context[0] or context[1]) and key is not None
         if run and not (joins and key == run_key and total + size <= limit):
-            yield from _spread(run)
+            yield run
             run, total = [], 0
-        run.append((words, context))
+        run.append(item)
         run_key, total = key, total + size
         if not joins or limit <= 0:
-            yield from _spread(run)
+            yield run
             run, total = [], 0
-    yield from _spread(run)
+    if run:
+        yield run
 
 
 def _spread(run: list[tuple[Sequence[str], Context]]) -> Iterator[Context]:

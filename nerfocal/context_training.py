@@ -99,8 +99,8 @@ def log_context(context_size: int, stats: dict[str, Any]) -> None:
         return
     for split, st in stats.items():
         logger.info(
-            "%s: %d of %d sentences with document context (%d documents, context_size %d)",
-            *(split, st.context_sentences, st.sentences, st.documents, context_size),
+            "%s: %d of %d sentences with document context (%d documents, context_size %d), %d sequences",
+            *(split, st.context_sentences, st.sentences, st.documents, context_size, st.sequences),
         )
         if st.documents == 1 and st.sentences > 1:
             logger.warning(

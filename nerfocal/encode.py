@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from nerfocal.conll import Sentence
-from nerfocal.context import count_documents, sentence_contexts
+from nerfocal.context import (
+    Context,
+    count_documents,
+    pack_contexts,
+    pack_limit,
+    pack_runs,
+    sentence_contexts,
+)
 from nerfocal.labels import IGNORE_INDEX, OUTSIDE
 
 logger = logging.getLogger("nerfocal.data")
@@ -41,6 +48,7 @@ class DataStats:
     unknown_labels: int = 0  # labels unseen in training, mapped to O (unknown_labels=O)
     documents: int = 0  # runs of consecutive sentences of one document (docs/context.md)
     context_sentences: int = 0  # sentences encoded with some document context (context_size)
+    sequences: int = 0  # model sequences (windows, packed runs of sentences with context_pack)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -64,6 +72,8 @@ def encode_sentences(
     long_sentences: str = "split",
     label_all_tokens: bool = False,
     context_size: int = 0,
+    context_pack: int = 0,
+    outer_context: bool = True,
 ) -> tuple[list[dict[str, Any]], list[Window], DataStats]:
     """Tokenize word lists and align word labels to sub-words.
 
@@ -74,12 +84,20 @@ def encode_sentences(
         max_length: maximum sub-words per sequence, special tokens included.
         long_sentences: ``split`` (windows of whole words) or ``truncate`` (counted).
         label_all_tokens: label every sub-word of a word (``B-`` becomes ``I-`` after the first).
+        context_size: sub-words of document context on each side (:mod:`nerfocal.context`).
+        context_pack: with context, encode runs of consecutive sentences of a document of at most this
+            many sub-words (:func:`nerfocal.context.pack_runs`, capped by
+            :func:`~nerfocal.context.pack_limit`) as one sequence, every sentence of the run labelled,
+            the run's outer context not.
+        outer_context: False: the same sequences without the context around them (a packed run keeps
+            its sentences together), for context dropout.
 
     Returns:
         ``(features, windows, stats)``: one dict per sequence with ``input_ids``, ``attention_mask``,
         (``token_type_ids``) and ``labels`` (IGNORE_INDEX on non-first sub-words and special tokens),
         ready for ``DataCollatorForTokenClassification``; one :class:`Window` per sequence saying
-        which sentence and words it covers.
+        which sentence and words it covers (a packed sequence: its first sentence, from which its
+        ``first_subwords`` run on over the run's later sentences).
     """
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("expected a fast tokenizer (one with word_ids()), got a slow one")
@@ -141,26 +159,35 @@ def encode_sentences(
             windows.append((i, start, end))
             start = end
 
-    # 3. tokenize the windows in one call and align labels with word_ids(); context words: IGNORE_INDEX
-    sides = [contexts[i] if (a, b) == (0, len(all_words[i])) else ([], []) for i, a, b in windows]
-    window_words = [
-        left + all_words[i][a:b] + right for (i, a, b), (left, right) in zip(windows, sides, strict=True)
-    ]
+    # 3. the sequences: each window alone, or (context_pack) runs of whole sentences of a document
+    keys = [s.document for s in sentences]
+    sequences = _pack(
+        windows, all_words, sub_lists, keys, contexts, pack_limit(context_pack, budget, context_size)
+    )
+    if not outer_context:
+        sequences = [(parts, ([], [])) for parts, _ in sequences]
+
+    # 4. tokenize the sequences in one call and align labels with word_ids(); context words: IGNORE_INDEX
+    def own_words(parts: list[tuple[int, int, int]]) -> list[str]:
+        return [w for i, a, b in parts for w in all_words[i][a:b]]
+
+    sides = [side for _, side in sequences]
+    window_words = [left + own_words(parts) + right for parts, (left, right) in sequences]
     enc = tokenizer(window_words, is_split_into_words=True, truncation=True, max_length=max_length)
     features: list[dict[str, Any]] = []
     windows_meta: list[Window] = []
-    for k, (i, start, end) in enumerate(windows):
-        word_ids, skip = enc.word_ids(k), len(sides[k][0])
+    for k, (parts, _) in enumerate(sequences):
+        word_ids, skip, n = enc.word_ids(k), len(sides[k][0]), sum(b - a for _, a, b in parts)
         first = [
             j
             for j, w in enumerate(word_ids)
-            if w is not None and skip <= w < skip + end - start and (j == 0 or word_ids[j - 1] != w)
+            if w is not None and skip <= w < skip + n and (j == 0 or word_ids[j - 1] != w)
         ]
-        if len(first) < end - start and (sides[k][0] or sides[k][1]):
+        if len(first) < n and (sides[k][0] or sides[k][1]):
             # the tokenizer counted more sub-words in context than word by word: the sentence comes first
             sides[k], skip = ([], []), 0
             single = tokenizer(
-                [all_words[i][start:end]], is_split_into_words=True, truncation=True, max_length=max_length
+                [own_words(parts)], is_split_into_words=True, truncation=True, max_length=max_length
             )
             enc_k = {key: single[key][0] for key in single}
             word_ids = single.word_ids(0)
@@ -169,12 +196,14 @@ def encode_sentences(
             enc_k = {key: enc[key][k] for key in enc}
         feature = dict(enc_k)
         if label2id is not None:
-            own = list((sentences[i].tags or [])[start:end])
+            own = [t for i, a, b in parts for t in (sentences[i].tags or [])[a:b]]
             tags: list[str | None] = [None] * skip + own + [None] * len(sides[k][1])
             feature["labels"] = _align(word_ids, tags, label2id, label_all_tokens)
         features.append(feature)
-        stats.context_sentences += bool(sides[k][0] or sides[k][1])
-        windows_meta.append(Window(i, start, first))
+        if sides[k][0] or sides[k][1] or len(parts) > 1:
+            stats.context_sentences += len(parts)
+        windows_meta.append(Window(parts[0][0], parts[0][1], first))
+    stats.sequences = len(features)
     if stats.split_sentences or stats.truncated_sentences or stats.empty_words:
         logger.warning(
             "%d sentences longer than %d sub-words split into windows, %d truncated (%d words lost), "
@@ -187,6 +216,40 @@ def encode_sentences(
             tokenizer.unk_token,
         )
     return features, windows_meta, stats
+
+
+def _pack(
+    windows: list[tuple[int, int, int]],
+    all_words: list[list[str]],
+    sub_lists: list[list[int]],
+    keys: list[Any],
+    contexts: list[Context],
+    limit: int,
+) -> list[tuple[list[tuple[int, int, int]], Context]]:
+    """The training sequences: ``(parts, (left, right))``, each part a ``(sentence, word start, word
+    end)`` window. Without packing every window is a sequence of its own with its sentence's context
+    (none for a window of a split sentence); with ``limit``, the runs of :func:`pack_runs` of whole
+    sentences are one sequence, with the left context of the first and the right context of the last."""
+    whole = {i for i, a, b in windows if (a, b) == (0, len(all_words[i]))}
+    if limit <= 0:
+        return [([(i, a, b)], contexts[i] if i in whole else ([], [])) for i, a, b in windows]
+    split: dict[int, list[tuple[int, int, int]]] = {}
+    for i, a, b in windows:
+        split.setdefault(i, []).append((i, a, b))
+    items = (
+        (keys[i], all_words[i], sum(sub_lists[i]), contexts[i] if i in whole else ([], []), i)
+        for i in range(len(all_words))
+    )
+    sequences: list[tuple[list[tuple[int, int, int]], Context]] = []
+    for run in pack_runs(items, limit):
+        if len(run) == 1:
+            i = run[0][4]
+            sequences.extend(([part], run[0][3] if i in whole else ([], [])) for part in split[i])
+        else:
+            sequences.append(
+                ([(item[4], 0, len(all_words[item[4]])) for item in run], (run[0][3][0], run[-1][3][1]))
+            )
+    return sequences
 
 
 def _new_stats(sentences: Sequence[Sentence]) -> DataStats:
@@ -248,6 +311,7 @@ def encode_eval_windows(
     max_length: int = 256,
     stride: int | None = None,
     context_size: int = 0,
+    context_pack: int = 0,
 ) -> tuple[list[dict[str, Any]], list[Window], DataStats]:
     """Encode dev/test sentences with the windows :class:`nerfocal.predict.Predictor` uses.
 
@@ -256,7 +320,9 @@ def encode_eval_windows(
     training report, ``nerfocal evaluate`` and ``nerfocal predict --decode argmax`` score the same
     predictions. Every other position is ``IGNORE_INDEX``, so each word counts once in the loss and
     the calibration metrics. With ``context_size``, a sentence that fits gets the document context
-    the Predictor gives it (:mod:`nerfocal.context`); its positions are never labelled nor read.
+    the Predictor gives it (:mod:`nerfocal.context`); its positions are never labelled nor read. With
+    ``context_pack``, the Predictor's packed context too (each sentence of a run gets the run's sequence,
+    one feature per sentence, so every word is still read in its own sentence's feature).
 
     Returns:
         ``(features, windows, stats)`` as :func:`encode_sentences`; a window's ``first_subwords`` are
@@ -270,7 +336,12 @@ def encode_eval_windows(
     all_words, sub_lists = _words_with_unknown(sentences, tokenizer, stats)
     stride = default_stride(tokenizer, max_length, stride)
     budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
-    contexts = sentence_contexts(all_words, sub_lists, [s.document for s in sentences], context_size, budget)
+    doc_keys = [s.document for s in sentences]
+    contexts = sentence_contexts(all_words, sub_lists, doc_keys, context_size, budget)
+    limit = pack_limit(context_pack, budget, context_size)
+    if limit > 0:
+        items = zip(doc_keys, all_words, (sum(n) for n in sub_lists), contexts, strict=True)
+        contexts = list(pack_contexts(items, limit))
     extended = [left + words + right for words, (left, right) in zip(all_words, contexts, strict=True)]
     stats.context_sentences = sum(1 for left, right in contexts if left or right)
     input_ids, word_ids, window_docs = tokenize_windows(tokenizer, extended, max_length, stride)
@@ -296,7 +367,7 @@ def encode_eval_windows(
         windows.append(Window(doc, words[0] if words else 0, positions))
         if k and int(window_docs[k - 1]) == doc:
             split.add(doc)
-    stats.split_sentences = len(split)
+    stats.split_sentences, stats.sequences = len(split), len(features)
     return features, windows, stats
 
 

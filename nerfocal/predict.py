@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from nerfocal.context import check_context_options, context_windows, merge_shared_windows, pack_contexts
+from nerfocal.context import context_windows, merge_shared_windows, pack_contexts, saved_context
 from nerfocal.decision import parse_o_bias
 from nerfocal.decode import (
     DECODERS,
@@ -93,9 +93,9 @@ class Predictor:
             (``config.nerfocal_context_size``), else 0.
         context_pack: with context, read consecutive sentences of a document of at most this many
             sub-words in all in one window, with the left context of the first and the right context of
-            the last (faster, a little less accurate: docs/context.md#packing); capped at what the
-            window leaves besides the two contexts. 0 (default): each sentence in a window of its own,
-            exactly as the training evaluation reads it.
+            the last (faster: docs/context.md#packing); capped at what the window leaves besides the
+            two contexts. Default: the training run's (``config.nerfocal_context_pack``, so a model
+            trained on packed runs reads packed runs), else 0: each sentence in a window of its own.
         o_bias: taken off ``O``'s log-probability before decoding (:mod:`nerfocal.decision`); default the
             training run's (``config.nerfocal_o_bias``), else 0. Entity scores stay the model's probabilities.
         pack: several windows per row of the forward pass (:mod:`nerfocal.forward`) instead of padding
@@ -119,7 +119,7 @@ class Predictor:
         split_pattern: str | None = None,
         dtype: str = "float32",
         context_size: int | None = None,
-        context_pack: int = 0,
+        context_pack: int | None = None,
         o_bias: float | None = None,
         pack: bool = False,
     ) -> None:
@@ -160,14 +160,9 @@ class Predictor:
                 f"got {len(tokenizer)}: the tokenizer does not belong to this model"
             )
         self.stride = default_stride(tokenizer, self.max_length, stride)
-        saved = getattr(config, "nerfocal_context_size", None)  # the context the model was trained with
-        default = saved if isinstance(saved, int) and not isinstance(saved, bool) and saved > 0 else 0
-        self.context_size = default if context_size is None else context_size
-        check_context_options(self.context_size)
-        if isinstance(context_pack, bool) or not isinstance(context_pack, int) or context_pack < 0:
-            raise ValueError(f"context_pack: expected an integer >= 0 (sub-words), got {context_pack!r}")
-        room = self.max_length - tokenizer.num_special_tokens_to_add(pair=False) - 2 * self.context_size
-        self.context_pack = max(0, min(context_pack, room))
+        budget = self.max_length - tokenizer.num_special_tokens_to_add(pair=False)
+        # the context the model was trained with (and its packing), unless given
+        self.context_size, self.context_pack = saved_context(config, context_size, context_pack, budget)
         self.constraints = transition_constraints(self.labels, self.scheme)
         self.outside = outside_id(self.labels)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

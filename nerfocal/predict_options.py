@@ -94,11 +94,11 @@ def add_context_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--context-pack",
         type=_sub_words,
-        default=0,
+        default=None,
         metavar="N",
         help="with context, read consecutive sentences of a document of at most N sub-words in all in one "
-        "window: faster, a little less accurate (docs/context.md#packing; 64: 2.5x the speed); "
-        "default 0: each sentence in a window of its own, as in training",
+        "window: faster (docs/context.md#packing); default: the training run's context_pack (0: each "
+        "sentence in a window of its own)",
     )
     parser.add_argument(
         "--document-boundary",
@@ -145,7 +145,7 @@ def predictor_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "dtype": args.dtype,
         "backend": args.backend,
         "context_size": getattr(args, "context_size", None),  # predict / evaluate only
-        "context_pack": getattr(args, "context_pack", 0),
+        "context_pack": getattr(args, "context_pack", None),
         "o_bias": getattr(args, "o_bias", None),
     }
 

@@ -64,6 +64,7 @@ class PreparedData:
     evals: dict[str, EvalSplit] = field(default_factory=dict)
     max_length: int = 256
     context_size: int = 0  # document context (nerfocal.context), saved with the model
+    context_pack: int = 0  # training on packed runs of sentences (docs/context.md#packing), saved too
     train_without_context: list[dict[str, Any]] | None = None  # for context_dropout
 
     @property
@@ -115,22 +116,20 @@ def prepare_data(data_cfg: Any, tokenizer: Any, data: Any = None) -> PreparedDat
     model_max = getattr(tokenizer, "model_max_length", data_cfg.max_length) or data_cfg.max_length
     max_length = min(data_cfg.max_length, model_max)
     train_sentences = data.sentences["train"][: data_cfg.max_train_samples]
-    context = getattr(data_cfg, "context_size", 0)
-    options = dict(max_length=max_length, long_sentences=data_cfg.long_sentences)
-    options.update(label_all_tokens=data_cfg.label_all_tokens)
-    train_features, _, train_stats = encode_sentences(
-        train_sentences, tokenizer, label2id, context_size=context, **options
-    )
-    bare = None  # context_dropout: the same sentences without context (labels at the same words)
+    context, pack = getattr(data_cfg, "context_size", 0), getattr(data_cfg, "context_pack", 0)
+    options = dict(max_length=max_length, long_sentences=data_cfg.long_sentences, context_size=context)
+    options.update(label_all_tokens=data_cfg.label_all_tokens, context_pack=pack)
+    train_features, _, train_stats = encode_sentences(train_sentences, tokenizer, label2id, **options)
+    bare = None  # context_dropout: the same sequences without the context around them (same labels)
     if context and getattr(data_cfg, "context_dropout", 0.0) > 0:
-        bare = encode_sentences(train_sentences, tokenizer, label2id, **options)[0]
+        bare = encode_sentences(train_sentences, tokenizer, label2id, outer_context=False, **options)[0]
     evals = {}
     for split in ("validation", "test"):
         sentences = data.sentences.get(split)
         if sentences:
             # the windows of nerfocal predict / evaluate (overlapping, each word read once): same entities
             feats, windows, stats = encode_eval_windows(
-                sentences, tokenizer, label2id, max_length=max_length, context_size=context
+                sentences, tokenizer, label2id, max_length=max_length, context_size=context, context_pack=pack
             )
             evals[split] = EvalSplit(feats, windows, sentences, stats)
     log_context(context, {"train": train_stats, **{k: v.stats for k, v in evals.items()}})
@@ -143,6 +142,7 @@ def prepare_data(data_cfg: Any, tokenizer: Any, data: Any = None) -> PreparedDat
         evals=evals,
         max_length=max_length,
         context_size=context,
+        context_pack=pack,
         train_without_context=bare,
     )
 
@@ -170,6 +170,7 @@ def build_model(model_cfg: Any, loss_cfg: Any, prepared: PreparedData) -> Any:
     model.config.nerfocal_temperature = 1.0
     model.config.nerfocal_max_length = prepared.max_length  # predict/evaluate window like training
     model.config.nerfocal_context_size = prepared.context_size  # ... and read the same document context
+    model.config.nerfocal_context_pack = prepared.context_pack
     prior = model_cfg.prior_init if model_cfg.prior_init is not None else loss_cfg.loss in FOCAL_FAMILY
     if prior and new_rows:
         head = find_classifier(model)
