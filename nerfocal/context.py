@@ -36,6 +36,7 @@ __all__ = [
     "pack_runs",
     "saved_context",
     "sentence_contexts",
+    "training_sequences",
 ]
 
 Context = tuple[list[str], list[str]]  # (left context words, right context words)
@@ -255,6 +256,43 @@ def pack_runs(items: Iterable[Any], limit: int) -> Iterator[list[Any]]:
             run, total = [], 0
     if run:
         yield run
+
+
+def training_sequences(
+    windows: list[tuple[int, int, int]],
+    all_words: list[list[str]],
+    sub_lists: list[list[int]],
+    keys: list[Any],
+    contexts: list[Context],
+    limit: int,
+) -> list[tuple[list[tuple[int, int, int]], Context]]:
+    """The training sequences of :func:`nerfocal.encode.encode_sentences`: ``(parts, (left, right))``,
+    each part a ``(sentence, word start, word end)`` window of ``all_words[sentence]``.
+
+    Without packing every window is a sequence of its own with its sentence's context (none for a
+    window of a split sentence); with ``limit``, each run of :func:`pack_runs` of whole sentences is
+    one sequence, with the left context of its first sentence and the right context of its last.
+    """
+    whole = {i for i, a, b in windows if (a, b) == (0, len(all_words[i]))}
+    if limit <= 0:
+        return [([(i, a, b)], contexts[i] if i in whole else ([], [])) for i, a, b in windows]
+    split: dict[int, list[tuple[int, int, int]]] = {}
+    for i, a, b in windows:
+        split.setdefault(i, []).append((i, a, b))
+    items = (
+        (keys[i], all_words[i], sum(sub_lists[i]), contexts[i] if i in whole else ([], []), i)
+        for i in range(len(all_words))
+    )
+    sequences: list[tuple[list[tuple[int, int, int]], Context]] = []
+    for run in pack_runs(items, limit):
+        if len(run) == 1:
+            i = run[0][4]
+            sequences.extend(([part], run[0][3] if i in whole else ([], [])) for part in split[i])
+        else:
+            sequences.append(
+                ([(item[4], 0, len(all_words[item[4]])) for item in run], (run[0][3][0], run[-1][3][1]))
+            )
+    return sequences
 
 
 def _spread(run: list[tuple[Sequence[str], Context]]) -> Iterator[Context]:

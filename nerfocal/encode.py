@@ -15,6 +15,8 @@ words of its neighbours in the same document around it; those positions are alwa
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,12 +24,12 @@ from typing import Any
 
 from nerfocal.conll import Sentence
 from nerfocal.context import (
-    Context,
     count_documents,
+    merge_shared_windows,
     pack_contexts,
     pack_limit,
-    pack_runs,
     sentence_contexts,
+    training_sequences,
 )
 from nerfocal.labels import IGNORE_INDEX, OUTSIDE
 
@@ -161,7 +163,7 @@ def encode_sentences(
 
     # 3. the sequences: each window alone, or (context_pack) runs of whole sentences of a document
     keys = [s.document for s in sentences]
-    sequences = _pack(
+    sequences = training_sequences(
         windows, all_words, sub_lists, keys, contexts, pack_limit(context_pack, budget, context_size)
     )
     if not outer_context:
@@ -218,40 +220,6 @@ def encode_sentences(
     return features, windows_meta, stats
 
 
-def _pack(
-    windows: list[tuple[int, int, int]],
-    all_words: list[list[str]],
-    sub_lists: list[list[int]],
-    keys: list[Any],
-    contexts: list[Context],
-    limit: int,
-) -> list[tuple[list[tuple[int, int, int]], Context]]:
-    """The training sequences: ``(parts, (left, right))``, each part a ``(sentence, word start, word
-    end)`` window. Without packing every window is a sequence of its own with its sentence's context
-    (none for a window of a split sentence); with ``limit``, the runs of :func:`pack_runs` of whole
-    sentences are one sequence, with the left context of the first and the right context of the last."""
-    whole = {i for i, a, b in windows if (a, b) == (0, len(all_words[i]))}
-    if limit <= 0:
-        return [([(i, a, b)], contexts[i] if i in whole else ([], [])) for i, a, b in windows]
-    split: dict[int, list[tuple[int, int, int]]] = {}
-    for i, a, b in windows:
-        split.setdefault(i, []).append((i, a, b))
-    items = (
-        (keys[i], all_words[i], sum(sub_lists[i]), contexts[i] if i in whole else ([], []), i)
-        for i in range(len(all_words))
-    )
-    sequences: list[tuple[list[tuple[int, int, int]], Context]] = []
-    for run in pack_runs(items, limit):
-        if len(run) == 1:
-            i = run[0][4]
-            sequences.extend(([part], run[0][3] if i in whole else ([], [])) for part in split[i])
-        else:
-            sequences.append(
-                ([(item[4], 0, len(all_words[item[4]])) for item in run], (run[0][3][0], run[-1][3][1]))
-            )
-    return sequences
-
-
 def _new_stats(sentences: Sequence[Sentence]) -> DataStats:
     stats = DataStats(sentences=len(sentences), documents=count_documents(s.document for s in sentences))
     stats.repaired_tags = sum(int(s.extra.get("repaired_tags", 0)) for s in sentences)
@@ -295,12 +263,19 @@ def word_predictions(
     read at its first sub-word. Words that got no prediction (the tail of a truncated sentence) are
     tagged ``O``, so every predicted sequence has exactly the length of its gold sequence.
     """
-    out = [[OUTSIDE] * len(s.tokens) for s in sentences]
+    flat, starts = flat_words(sentences, OUTSIDE)
     for window, preds in zip(windows, token_preds, strict=True):
-        tags = out[window.sentence_index]
+        first = starts[window.sentence_index] + window.word_offset  # may run on over the next sentences
         for n, j in enumerate(window.first_subwords):
-            tags[window.word_offset + n] = id2label[int(preds[j])]
-    return out
+            flat[first + n] = id2label[int(preds[j])]
+    return [flat[a:b] for a, b in itertools.pairwise(starts)]
+
+
+def flat_words(sentences: Sequence[Sentence], fill: Any) -> tuple[list[Any], list[int]]:
+    """``(one fill value per word of all the sentences, each sentence's first index and the end)``: a
+    :class:`Window` reads word ``starts[sentence_index] + word_offset + n``."""
+    starts = list(itertools.accumulate((len(s.tokens) for s in sentences), initial=0))
+    return [fill] * starts[-1], starts
 
 
 def encode_eval_windows(
@@ -321,12 +296,13 @@ def encode_eval_windows(
     predictions. Every other position is ``IGNORE_INDEX``, so each word counts once in the loss and
     the calibration metrics. With ``context_size``, a sentence that fits gets the document context
     the Predictor gives it (:mod:`nerfocal.context`); its positions are never labelled nor read. With
-    ``context_pack``, the Predictor's packed context too (each sentence of a run gets the run's sequence,
-    one feature per sentence, so every word is still read in its own sentence's feature).
+    ``context_pack``, the Predictor's packed runs too: the sentences of a run share one window, read
+    once, as :class:`~nerfocal.predict.Predictor` reads them.
 
     Returns:
         ``(features, windows, stats)`` as :func:`encode_sentences`; a window's ``first_subwords`` are
-        the positions of the words it is read for, from ``word_offset`` on.
+        the positions of the words it is read for, from word ``word_offset`` of sentence
+        ``sentence_index`` on (running on over the next sentences in a packed run).
     """
     import torch
 
@@ -339,24 +315,26 @@ def encode_eval_windows(
     doc_keys = [s.document for s in sentences]
     contexts = sentence_contexts(all_words, sub_lists, doc_keys, context_size, budget)
     limit = pack_limit(context_pack, budget, context_size)
-    if limit > 0:
+    units, unit_contexts = all_words, contexts
+    if limit > 0:  # the sentences of a packed run read one window, read once
         items = zip(doc_keys, all_words, (sum(n) for n in sub_lists), contexts, strict=True)
         contexts = list(pack_contexts(items, limit))
-    extended = [left + words + right for words, (left, right) in zip(all_words, contexts, strict=True)]
+        units, unit_contexts = merge_shared_windows(all_words, contexts)
     stats.context_sentences = sum(1 for left, right in contexts if left or right)
+    extended = [left + words + right for words, (left, right) in zip(units, unit_contexts, strict=True)]
     input_ids, word_ids, window_docs = tokenize_windows(tokenizer, extended, max_length, stride)
-    lengths = torch.tensor([len(words) for words in all_words])
+    lengths = torch.tensor([len(words) for words in units])
     offsets = torch.cumsum(lengths, 0) - lengths
-    starts = torch.tensor([len(left) for left, _ in contexts]) if context_size else None
+    starts = torch.tensor([len(left) for left, _ in unit_contexts]) if context_size else None
     selected, keys, _ = select_readers(word_ids, window_docs, offsets, int(lengths.sum()), starts, lengths)
     flat_tags = [label2id[t] for s in sentences for t in (s.tags or ["O"] * len(s.tokens))]
+    sentence_starts = list(itertools.accumulate((len(words) for words in all_words), initial=0))
     features: list[dict[str, Any]] = []
     windows: list[Window] = []
     split = set()
     for k, ids in enumerate(input_ids):
         doc = int(window_docs[k])
         positions = selected[k, : len(ids)].nonzero().squeeze(1).tolist()
-        words = [int(keys[k, j]) - int(offsets[doc]) for j in positions]
         labels = [IGNORE_INDEX] * len(ids)
         for j in positions:
             labels[j] = flat_tags[int(keys[k, j])]
@@ -364,7 +342,10 @@ def encode_eval_windows(
         if "token_type_ids" in getattr(tokenizer, "model_input_names", ()):
             feature["token_type_ids"] = [0] * len(ids)
         features.append(feature)
-        windows.append(Window(doc, words[0] if words else 0, positions))
+        # the sentence and word the window's first read word is (a packed unit runs on over its sentences)
+        first = int(keys[k, positions[0]]) if positions else int(offsets[doc])
+        sentence = bisect.bisect_right(sentence_starts, first) - 1
+        windows.append(Window(sentence, first - sentence_starts[sentence], positions))
         if k and int(window_docs[k - 1]) == doc:
             split.add(doc)
     stats.split_sentences, stats.sequences = len(split), len(features)

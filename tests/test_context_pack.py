@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from nerfocal.config import parse_config
 from nerfocal.conll import Sentence, read_conll
-from nerfocal.context import pack_limit, pack_runs
 from nerfocal.documents import read_documents
 from nerfocal.encode import encode_eval_windows, encode_sentences
 from nerfocal.labels import IGNORE_INDEX
@@ -152,26 +151,16 @@ def test_any_packing_labels_each_word_once_in_order(shape: list[list[int]], pack
     assert all(len(f["input_ids"]) <= 48 for f in features)
 
 
-def test_evaluation_windows_read_each_sentence_in_its_packed_run() -> None:
+def test_evaluation_reads_each_packed_run_once_as_training_encoded_it() -> None:
     tokenizer = build_tokenizer()
-    sentences = _documents([[3, 4, 2, 5, 3], [4]])
-    features, windows, _ = encode_eval_windows(
-        sentences, tokenizer, LABEL2ID, max_length=64, context_size=CONTEXT, context_pack=PACK
-    )
-    assert [w.sentence_index for w in windows] == list(range(len(sentences)))  # one feature per sentence
-    assert [label for f in features for label in _labelled(f)] == _gold(sentences)
-    keys = [s.document for s in sentences]
-    lengths = [
-        len(tokenizer(s.tokens, is_split_into_words=True, add_special_tokens=False)["input_ids"])
-        for s in sentences
-    ]
-    items = [
-        (k, s.tokens, n, (["x"], ["x"]) if k == "d0" else ([], []), i)
-        for i, (k, s, n) in enumerate(zip(keys, sentences, lengths, strict=True))
-    ]
-    for run in pack_runs(items, pack_limit(PACK, 62, CONTEXT)):
-        sequences = {tuple(features[item[4]]["input_ids"]) for item in run}
-        assert len(sequences) == 1  # the sentences of a run read one and the same window
+    sentences = _documents([[3, 4, 2, 5, 3], [4], [2, 6, 3, 2]])
+    options: dict[str, Any] = dict(max_length=64, context_size=CONTEXT, context_pack=PACK)
+    features, windows, stats = encode_eval_windows(sentences, tokenizer, LABEL2ID, **options)
+    trained, train_windows, _ = encode_sentences(sentences, tokenizer, LABEL2ID, **options)
+    assert stats.sequences == len(features) < len(sentences)
+    assert [label for f in features for label in _labelled(f)] == _gold(sentences)  # each word read once
+    assert _runs(sentences, windows, features) == _runs(sentences, train_windows, trained)
+    assert [f["input_ids"] for f in features] == [f["input_ids"] for f in trained]  # the same sequences
 
 
 def test_context_pack_is_checked_like_context_size() -> None:
@@ -208,7 +197,7 @@ def test_the_run_saves_context_pack_and_predict_reads_what_the_training_evaluati
     assert json.loads((packed_run / "config.json").read_text())["nerfocal_context_pack"] == RUN_PACK
     data = json.loads((packed_run / "eval_results.json").read_text())["data"]
     assert data["train"]["sentences"] == 48 and 12 <= data["train"]["sequences"] < 48  # runs, not sentences
-    assert data["validation"]["sequences"] == 30  # evaluation: each sentence read in its run's window
+    assert data["validation"]["sequences"] < 30  # evaluation: each packed run read once, as predict reads it
     predictor = Predictor.from_pretrained(packed_run, device="cpu", decode="argmax")
     assert (predictor.context_size, predictor.context_pack) == (CONTEXT, RUN_PACK)  # the saved defaults
     # the training evaluation's per-word confidences (Trainer.predict on the encoded dev windows)

@@ -14,6 +14,7 @@ one kind, so the kinds' false positives and false negatives add up to seqeval's.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections import Counter
@@ -105,7 +106,9 @@ def word_confidences(
         temperature: logits are divided by it before the softmax.
         choices: int array ``[N, S]``, the predicted class ids when they are not the argmax (``o_bias``).
     """
-    out: list[list[float | None]] = [[None] * len(s.tokens) for s in sentences]
+    from nerfocal.encode import flat_words
+
+    flat, starts = flat_words(sentences, None)
     for k, (window, row) in enumerate(zip(windows, logits, strict=True)):
         z = np.asarray(row, dtype=np.float64)[window.first_subwords] / temperature  # [W, C]
         z = z - z.max(axis=-1, keepdims=True)
@@ -113,9 +116,9 @@ def word_confidences(
         if choices is not None:  # [W]: the chosen class's z
             picked = np.take_along_axis(z, choices[k][window.first_subwords, None], -1)[:, 0]
         confidence = np.exp(picked) / np.exp(z).sum(axis=-1)  # [W]; the max: exp(0) / sum
-        for n, value in enumerate(confidence.tolist()):
-            out[window.sentence_index][window.word_offset + n] = value
-    return out
+        first = starts[window.sentence_index] + window.word_offset  # may run on over the next sentences
+        flat[first : first + len(window.first_subwords)] = confidence.tolist()
+    return [flat[a:b] for a, b in itertools.pairwise(starts)]
 
 
 def write_run_predictions(
