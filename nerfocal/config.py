@@ -28,7 +28,7 @@ from nerfocal.config_io import argument_error as _argument_error
 from nerfocal.config_io import number_list as _number_list
 from nerfocal.config_io import tokens_seen as _tokens_seen
 from nerfocal.conll import boundary_rule
-from nerfocal.context import check_context_options
+from nerfocal.context import check_training_context
 from nerfocal.decision import parse_o_bias
 from nerfocal.io import text_encoding
 from nerfocal.losses import ALPHA_NORMALIZATIONS, FOCAL_FAMILY, LOSSES
@@ -130,7 +130,7 @@ class DataConfig:
     )
     context_dropout: float = field(
         default=0.0,
-        metadata={"help": "Training only: drop a sentence's context with this probability (seeded)."},
+        metadata={"help": "Training only: drop a sentence's (packed: a run's) context with probability p."},
     )
     context_pack: int = field(
         default=0,
@@ -207,7 +207,7 @@ class DataConfig:
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise ValueError(f"max_train_samples: expected an integer >= 1, got {self.max_train_samples!r}")
         text_encoding(self.encoding)  # ValueError naming an unknown codec
-        check_context_options(self.context_size, self.context_dropout, self.context_pack)
+        check_training_context(self.context_size, self.context_dropout, self.context_pack)
         boundary_rule(self.document_boundary)  # ValueError naming document_boundary
 
 

@@ -28,6 +28,7 @@ from typing import Any
 __all__ = [
     "Context",
     "check_context_options",
+    "check_training_context",
     "context_windows",
     "count_documents",
     "merge_shared_windows",
@@ -56,6 +57,16 @@ def check_context_options(context_size: Any, context_dropout: Any = 0.0, context
         raise ValueError(f"context_dropout: expected a number in [0, 1], got {context_dropout!r}")
     if not 0.0 <= float(context_dropout) <= 1.0:
         raise ValueError(f"context_dropout: expected a number in [0, 1], got {context_dropout!r}")
+
+
+def check_training_context(context_size: Any, context_dropout: Any, context_pack: Any) -> None:
+    """:func:`check_context_options`, and ``context_pack`` only with ``context_size`` (it packs sentences
+    that have document context; without it the option would be saved and do nothing)."""
+    check_context_options(context_size, context_dropout, context_pack)
+    if context_pack and not context_size:
+        raise ValueError(
+            f"context_pack: expected context_size > 0 with it (runs share context), got {context_pack}"
+        )
 
 
 def saved_context(

@@ -344,7 +344,12 @@ def encode_eval_windows(
         features.append(feature)
         # the sentence and word the window's first read word is (a packed unit runs on over its sentences)
         first = int(keys[k, positions[0]]) if positions else int(offsets[doc])
-        sentence = bisect.bisect_right(sentence_starts, first) - 1
+        if limit <= 0:  # one unit per sentence
+            sentence = doc
+        elif positions:
+            sentence = bisect.bisect_right(sentence_starts, first) - 1
+        else:  # a unit without words: its sentence is empty, the one starting there
+            sentence = min(bisect.bisect_left(sentence_starts, first), len(sentences) - 1)
         windows.append(Window(sentence, first - sentence_starts[sentence], positions))
         if k and int(window_docs[k - 1]) == doc:
             split.add(doc)

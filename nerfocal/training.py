@@ -106,31 +106,31 @@ def feature_label_counts(features: list[dict[str, Any]], num_labels: int) -> lis
 def prepare_data(data_cfg: Any, tokenizer: Any, data: Any = None) -> PreparedData:
     """Read (unless ``data``, a :class:`~nerfocal.data.NerData`, is given) and encode the configured
     splits (``data_cfg``: a :class:`~nerfocal.config.DataConfig`)."""
+    from nerfocal.context import pack_limit
     from nerfocal.context_training import log_context
     from nerfocal.data import load_ner_data
     from nerfocal.encode import encode_eval_windows, encode_sentences
 
     data = data if data is not None else load_ner_data(data_cfg)
-    label2id = data.label2id
     logger.info("labels (%d): %s", len(data.label_list), " ".join(data.label_list))
     model_max = getattr(tokenizer, "model_max_length", data_cfg.max_length) or data_cfg.max_length
     max_length = min(data_cfg.max_length, model_max)
     train_sentences = data.sentences["train"][: data_cfg.max_train_samples]
-    context, pack = getattr(data_cfg, "context_size", 0), getattr(data_cfg, "context_pack", 0)
-    options = dict(max_length=max_length, long_sentences=data_cfg.long_sentences, context_size=context)
-    options.update(label_all_tokens=data_cfg.label_all_tokens, context_pack=pack)
-    train_features, _, train_stats = encode_sentences(train_sentences, tokenizer, label2id, **options)
+    context = getattr(data_cfg, "context_size", 0)
+    budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    pack = pack_limit(getattr(data_cfg, "context_pack", 0), budget, context)  # what is used, and saved
+    shared = dict(max_length=max_length, context_size=context, context_pack=pack)
+    options = dict(shared, long_sentences=data_cfg.long_sentences, label_all_tokens=data_cfg.label_all_tokens)
+    train_features, _, train_stats = encode_sentences(train_sentences, tokenizer, data.label2id, **options)
     bare = None  # context_dropout: the same sequences without the context around them (same labels)
     if context and getattr(data_cfg, "context_dropout", 0.0) > 0:
-        bare = encode_sentences(train_sentences, tokenizer, label2id, outer_context=False, **options)[0]
+        bare = encode_sentences(train_sentences, tokenizer, data.label2id, outer_context=False, **options)[0]
     evals = {}
     for split in ("validation", "test"):
         sentences = data.sentences.get(split)
         if sentences:
             # the windows of nerfocal predict / evaluate (overlapping, each word read once): same entities
-            feats, windows, stats = encode_eval_windows(
-                sentences, tokenizer, label2id, max_length=max_length, context_size=context, context_pack=pack
-            )
+            feats, windows, stats = encode_eval_windows(sentences, tokenizer, data.label2id, **shared)
             evals[split] = EvalSplit(feats, windows, sentences, stats)
     log_context(context, {"train": train_stats, **{k: v.stats for k, v in evals.items()}})
     return PreparedData(

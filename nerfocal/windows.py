@@ -98,5 +98,6 @@ def select_readers(
         keys = torch.where(readable, keys, torch.zeros_like(keys))  # context positions: any valid index
     best = torch.full((total,), -1, dtype=torch.long)
     best.scatter_reduce_(0, keys[candidate], priority[candidate], reduce="amax")
-    selected = candidate & (priority == best[keys])
+    # positions that read no word (special tokens, an empty last sentence) may point past the end
+    selected = candidate & (priority == best[keys.clamp(max=max(total - 1, 0))]) if total else candidate
     return selected, keys, best >= 0

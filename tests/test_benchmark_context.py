@@ -76,6 +76,11 @@ def test_the_wnut_control_is_met_only_when_every_size_gives_the_same_f1() -> Non
     assert context.control_line(same).startswith("Control: met")
     other = {(0, 0, "ce"): [result(1, 0.3)], (64, 0, "ce"): [result(1, 0.31)]}
     assert "NOT met" in context.control_line(other) and "ce ctx 64 seed 1" in context.control_line(other)
+    assert "not checked" in context.control_line({(64, 0, "ce"): [result(1, 0.3)]})
+
+
+def test_packed_rows_are_only_those_that_pack() -> None:
+    assert context.packs(64, 64) and not context.packs(128, 64) and not context.packs(64, 0)
 
 
 def test_context_pack_benchmark_reads_one_model_each_way(tmp_path: Path, monkeypatch) -> None:

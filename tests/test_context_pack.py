@@ -14,6 +14,7 @@ from fixtures import LABELS, SAMPLE, build_tokenizer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nerfocal.cli import main as cli_main
 from nerfocal.config import parse_config
 from nerfocal.conll import Sentence, read_conll
 from nerfocal.documents import read_documents
@@ -163,9 +164,27 @@ def test_evaluation_reads_each_packed_run_once_as_training_encoded_it() -> None:
     assert [f["input_ids"] for f in features] == [f["input_ids"] for f in trained]  # the same sequences
 
 
-def test_context_pack_is_checked_like_context_size() -> None:
+def test_context_pack_is_checked_like_context_size_and_needs_it() -> None:
+    base = ["--train_file", "x.conll", "--output_dir", "o"]
     with pytest.raises(ValueError, match=r"^invalid DataConfig: context_pack: expected an integer >= 0"):
-        parse_config(["--train_file", "x.conll", "--output_dir", "o", "--context_pack", "-2"])
+        parse_config([*base, "--context_size", "8", "--context_pack", "-2"])
+    with pytest.raises(ValueError, match=r"^invalid DataConfig: context_pack: expected context_size > 0"):
+        parse_config([*base, "--context_pack", "16"])
+
+
+def test_the_saved_value_is_the_packing_used() -> None:
+    """A pack larger than the window leaves is capped before training, and that is what is saved."""
+    from types import SimpleNamespace
+
+    from nerfocal.data import NerData
+    from nerfocal.training import prepare_data
+
+    tokenizer = build_tokenizer()
+    sentences = _documents([[3, 4, 2, 5]])
+    data = NerData({"train": sentences}, LABELS, "IOB2")
+    cfg = SimpleNamespace(max_length=32, context_size=8, context_pack=1000, context_dropout=0.0)
+    cfg.__dict__.update(max_train_samples=None, long_sentences="split", label_all_tokens=False)
+    assert prepare_data(cfg, tokenizer, data).context_pack == 32 - 2 - 2 * 8
 
 
 @pytest.fixture(scope="module")
@@ -212,5 +231,9 @@ def test_the_run_saves_context_pack_and_predict_reads_what_the_training_evaluati
         )
 
     assert gap(predictor) < 1e-5  # the same windows, so the same probabilities
+    out = packed_run.parent / "eval.json"  # nerfocal evaluate without --context-pack: the saved packing
+    argv = ["evaluate", "--model", str(packed_run), "--data", str(packed_run.parent / "dev.conll")]
+    assert cli_main([*argv, "--output", str(out), "--device", "cpu", "--quiet"]) == 0
+    assert json.loads(out.read_text())["context_pack"] == RUN_PACK
     exact = Predictor.from_pretrained(packed_run, device="cpu", decode="argmax", context_pack=0)
     assert exact.context_pack == 0 and gap(exact) > 1e-3  # the flag overrides the saved packing

@@ -53,3 +53,25 @@ def test_training_evaluation_and_predict_give_the_same_tags_on_sentences_longer_
     old, old_windows, _ = encode_sentences(sentences, tokenizer, label2id, max_length=16)
     old_tags = word_predictions(old_windows, _logits(model, old).argmax(-1), sentences, model.config.id2label)
     assert old_tags != predicted
+
+
+def test_an_empty_sentence_in_the_evaluation_data_reads_nothing_and_breaks_nothing() -> None:
+    """A JSONL record with no tokens (last, or alone) used to index past the flat word list."""
+    from fixtures import LABELS, build_tokenizer
+
+    label2id = {label: i for i, label in enumerate(LABELS)}
+    tokenizer = build_tokenizer()
+    for sentences in (
+        [Sentence(["Paris", "visited"], ["B-LOC", "O"]), Sentence([], [])],
+        [Sentence([], [])],
+        [Sentence([], []), Sentence(["Paris"], ["B-LOC"]), Sentence([], [])],
+    ):
+        for context in (0, 8):
+            features, windows, _ = encode_eval_windows(
+                sentences, tokenizer, label2id, max_length=32, context_size=context
+            )
+            labelled = [label for f in features for label in f["labels"] if label != IGNORE_INDEX]
+            assert labelled == [label2id[t] for s in sentences for t in s.tags or []]
+            preds = [[0] * len(f["input_ids"]) for f in features]
+            tags = word_predictions(windows, preds, sentences, dict(enumerate(LABELS)))
+            assert [len(t) for t in tags] == [len(s.tokens) for s in sentences]
