@@ -110,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ctx.add_argument("--sizes", nargs="+", type=int, default=[0, 64, 128], help="context_size values")
     ctx.add_argument(
-        "--packs", nargs="+", type=int, default=[0], help="context_pack values of the runs with context"
+        "--packs",
+        nargs="+",
+        default=["0"],
+        help="context_pack values of the runs with context: P, or P:B for batch size B (default 32)",
     )
     ctx.add_argument("--recipes", nargs="+", default=["ce", "default"], choices=["ce", "default"])
     ctx.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])

@@ -11,7 +11,8 @@ best dev checkpoint kept; one learning rate (``--lr``) for every row. Rows: ``co
 ``--sizes`` x (``ce``: ``--loss ce --prior_init false``; ``default``: nerfocal's default focal recipe),
 each size with context also trained with ``--context_pack P`` for P in ``--packs`` (packed runs of
 sentences, docs/context.md#packing; 0, the default: no packed rows; a pack that leaves no room at that
-size is skipped). Packed runs keep the batch size: a batch then holds more sentences.
+size is skipped). A batch of packed runs holds more sentences: ``--packs 64:13`` trains with 13 runs
+per batch instead of 32 (about 32 sentences at 2.5 sentences per run, as many steps as unpacked).
 
 * CoNLL-2003: documents from its ``-DOCSTART-`` lines; ``--subset S`` trains on a seeded (seed 0) share S
   of the training *documents* (whole documents, in file order); dev and test are always whole.
@@ -136,10 +137,22 @@ def load_results(path: Path) -> dict[str, dict[str, Any]]:
     return {r["key"]: r for r in records}
 
 
-def run_key(dataset: str, size: int, recipe: str, seed: int, args: Any, pack: int = 0) -> str:
+BATCH = 32
+Packing = tuple[int, int]  # (context_pack, batch size)
+UNPACKED: Packing = (0, BATCH)
+
+
+def parse_packing(text: str) -> Packing:
+    """``--packs`` values: ``P`` (context_pack P, batch 32) or ``P:B`` (batch B)."""
+    pack, _, batch = str(text).partition(":")
+    return int(pack), int(batch or BATCH)
+
+
+def run_key(dataset: str, size: int, recipe: str, seed: int, args: Any, packing: Packing = UNPACKED) -> str:
     share = args.subset if dataset == "conll2003" else 1.0
     epochs = 1 if args.limit else (args.full_epochs if share >= 1 and dataset == "conll2003" else args.epochs)
-    context = f"ctx{size}" + (f"p{pack}" if pack else "")
+    pack, batch = packing
+    context = f"ctx{size}" + (f"p{pack}" if pack else "") + (f"b{batch}" if batch != BATCH else "")
     return f"{dataset}/s{share:g}/{context}/{recipe}/lr{args.lr:g}/seed{seed}/ep{epochs:g}/l{args.limit or 0}"
 
 
@@ -163,7 +176,14 @@ def predict_speed(model_dir: Path, test_file: Path, dataset: str) -> dict[str, f
 
 
 def train_command(
-    dataset: str, size: int, recipe: str, seed: int, args: Any, out: Path, files: dict, pack: int = 0
+    dataset: str,
+    size: int,
+    recipe: str,
+    seed: int,
+    args: Any,
+    out: Path,
+    files: dict,
+    packing: Packing = UNPACKED,
 ) -> list:
     share = args.subset if dataset == "conll2003" else 1.0
     epochs = 1 if args.limit else (args.full_epochs if share >= 1 and dataset == "conll2003" else args.epochs)
@@ -178,16 +198,18 @@ def train_command(
     ]
     flags += ["--early_stopping_patience", "2", "--unknown_labels", "O", "--logging_steps", "10"]
     flags += ["--seed", str(seed), "--context_size", str(size), *DOCUMENTS[dataset], *RECIPES[recipe][1]]
+    pack, batch = packing
     flags += ["--context_pack", str(pack)] if pack else []  # train (and predict) on packed runs
+    flags += ["--per_device_train_batch_size", str(batch)] if batch != BATCH else []
     return nerfocal_command(dataset, out, evaluate=False) + flags
 
 
 def run_one(
-    dataset: str, size: int, recipe: str, seed: int, args: Any, work: Path, pack: int = 0
+    dataset: str, size: int, recipe: str, seed: int, args: Any, work: Path, packing: Packing = UNPACKED
 ) -> dict[str, Any] | None:
     """Train (or reuse) one run; None with --cached-only when it has not been run."""
     results = _results_file(args, work)
-    key = run_key(dataset, size, recipe, seed, args, pack)
+    key = run_key(dataset, size, recipe, seed, args, packing)
     done = load_results(results)
     if key in done and not args.force:
         return done[key]
@@ -197,15 +219,15 @@ def run_one(
     out.mkdir(parents=True, exist_ok=True)
     files = data_files(dataset, args, work)
     print(f"[context] {key}", flush=True)
-    command = train_command(dataset, size, recipe, seed, args, out, files, pack)
+    command = train_command(dataset, size, recipe, seed, args, out, files, packing)
     if args.force:
         command += ["--overwrite_output_dir", "true"]  # the metrics files of the run it replaces
     run(command, out / "log.txt",
         env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})  # fmt: skip
     metrics = json.loads((out / "eval_results.json").read_text())
     record = {
-        "key": key, "dataset": dataset, "context_size": size, "context_pack": pack, "recipe": recipe,
-        "seed": seed, "lr": args.lr,
+        "key": key, "dataset": dataset, "context_size": size, "context_pack": packing[0], "recipe": recipe,
+        "seed": seed, "lr": args.lr, "batch_size": packing[1],
         "train": metrics["train"], "validation": metrics["validation"], "test": metrics["test"],
         "data": metrics.get("data", {}), "predict": predict_speed(out, files["test"], dataset),
     }  # fmt: skip
@@ -221,7 +243,7 @@ def _fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {scale * statistics.stdev(values):.{digits}f}"
 
 
-Row = tuple[int, int, str]  # (context_size, context_pack, recipe)
+Row = tuple[int, int, int, str]  # (context_size, context_pack, batch size, recipe)
 
 
 def render(table: dict[str, dict[Row, list[dict[str, Any]]]], args: Any) -> str:
@@ -252,8 +274,8 @@ def render(table: dict[str, dict[Row, list[dict[str, Any]]]], args: Any) -> str:
             "| context | recipe | seeds | test F1 | macro F1 | train s | x ctx 0 | predict sent/s | x ctx 0 |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
-        for (size, pack, recipe), runs in sorted(rows.items()):
-            base = rows.get((0, 0, recipe), [])
+        for (size, pack, batch, recipe), runs in sorted(rows.items()):
+            base = rows.get((0, 0, BATCH, recipe), [])
             train_s = statistics.fmean(r["train"]["train_runtime"] for r in runs)
             speed = statistics.fmean(r["predict"]["sentences_per_second"] for r in runs)
             base_train = statistics.fmean(r["train"]["train_runtime"] for r in base) if base else None
@@ -261,7 +283,7 @@ def render(table: dict[str, dict[Row, list[dict[str, Any]]]], args: Any) -> str:
                 statistics.fmean(r["predict"]["sentences_per_second"] for r in base) if base else None
             )
             lines.append(
-                f"| {size}{f', packed {pack}' if pack else ''} | {RECIPES[recipe][0]} | {','.join(str(r['seed']) for r in runs)} | "
+                f"| {size}{_packing(pack, batch)} | {RECIPES[recipe][0]} | {','.join(str(r['seed']) for r in runs)} | "
                 f"{_fmt([r['test']['f1'] for r in runs])} | {_fmt([r['test']['macro_f1'] for r in runs])} | "
                 f"{train_s:.0f} | {f'{train_s / base_train:.2f}' if base_train else '-'} | {speed:.1f} | "
                 f"{f'{speed / base_speed:.2f}' if base_speed else '-'} |"
@@ -280,15 +302,19 @@ def packs(size: int, pack: int) -> bool:
     return pack_limit(pack, 256 - 2, size) > 0
 
 
+def _packing(pack: int, batch: int) -> str:
+    return (f", packed {pack}" if pack else "") + (f" (batch {batch})" if batch != BATCH else "")
+
+
 def control_line(rows: dict[Row, list[dict[str, Any]]]) -> str:
     """WNUT-17: does every context size give the test F1 of context 0, seed by seed?"""
-    if not any(size == 0 and not pack for size, pack, _ in rows):
+    if not any(size == 0 and not pack for size, pack, _, _ in rows):
         return "Control: not checked, no context-0 run to compare with."
     differing = []
-    for (size, pack, recipe), runs in rows.items():
-        base = {r["seed"]: r["test"]["f1"] for r in rows.get((0, 0, recipe), [])}
+    for (size, pack, batch, recipe), runs in rows.items():
+        base = {r["seed"]: r["test"]["f1"] for r in rows.get((0, 0, BATCH, recipe), [])}
         differing += [
-            f"{recipe} ctx {size}{f' packed {pack}' if pack else ''} seed {r['seed']}"
+            f"{recipe} ctx {size}{_packing(pack, batch)} seed {r['seed']}"
             for r in runs
             if r["seed"] in base and r["test"]["f1"] != base[r["seed"]]
         ]
@@ -301,15 +327,17 @@ def main(args: Any) -> None:
     work = Path(args.work_dir)
     table: dict[str, dict[Row, list[dict[str, Any]]]] = {}
     # seed by seed, so that partial results already compare every row
-    rows = [(size, 0) for size in args.sizes]  # context 0 and the unpacked rows: the baselines
-    rows += [(size, pack) for size in args.sizes for pack in args.packs if pack and packs(size, pack)]
+    rows = [(size, UNPACKED) for size in args.sizes]  # context 0 and the unpacked rows: the baselines
+    packings = [parse_packing(p) for p in args.packs]
+    rows += [(size, pk) for size in args.sizes for pk in packings if pk[0] and packs(size, pk[0])]
     for seed in args.seeds:
         for dataset in args.datasets:
-            for size, pack in rows:
+            for size, packing in rows:
                 for recipe in args.recipes:
-                    result = run_one(dataset, size, recipe, seed, args, work, pack)
+                    result = run_one(dataset, size, recipe, seed, args, work, packing)
                     if result is not None:
-                        table.setdefault(dataset, {}).setdefault((size, pack, recipe), []).append(result)
+                        row = (size, *packing, recipe)
+                        table.setdefault(dataset, {}).setdefault(row, []).append(result)
     body = render(table, args)
     print(body)
     if not args.limit:

@@ -52,16 +52,20 @@ def test_every_row_names_real_training_flags_and_keys_differ(tmp_path: Path) -> 
     files = {split: tmp_path / f"{split}.txt" for split in ("train", "dev", "test")}
     keys = set()
     for dataset in ("conll2003", "wnut17"):
-        for size, pack in ((0, 0), (64, 0), (64, 64)):
+        for size, packing in ((0, "0"), (64, "0"), (64, "64"), (64, "64:13")):
+            pack, batch = context.parse_packing(packing)
             for recipe in context.RECIPES:
-                cmd = context.train_command(dataset, size, recipe, 1, args, tmp_path / "out", files, pack)
+                cmd = context.train_command(
+                    dataset, size, recipe, 1, args, tmp_path / "out", files, (pack, batch)
+                )
                 flags = cmd[cmd.index("--model_name_or_path") :]
-                _, data_cfg, _, _ = parse_config(flags)
+                _, data_cfg, _, train_args = parse_config(flags)
                 assert (data_cfg.context_size, data_cfg.context_pack) == (size, pack)
+                assert train_args.per_device_train_batch_size == batch
                 assert data_cfg.train_file == str(files["train"])
                 assert data_cfg.document_boundary == (None if dataset == "conll2003" else "sentence")
-                keys.add(context.run_key(dataset, size, recipe, 1, args, pack))
-    assert len(keys) == 12
+                keys.add(context.run_key(dataset, size, recipe, 1, args, (pack, batch)))
+    assert len(keys) == 16
     # the runs before packing existed keep their keys (their records are reused)
     assert (
         context.run_key("conll2003", 64, "ce", 1, args) == "conll2003/s0.05/ctx64/ce/lr0.0001/seed1/ep10/l0"
@@ -72,11 +76,11 @@ def test_the_wnut_control_is_met_only_when_every_size_gives_the_same_f1() -> Non
     def result(seed: int, f1: float) -> dict:
         return {"seed": seed, "test": {"f1": f1}}
 
-    same = {(0, 0, "ce"): [result(1, 0.3)], (64, 0, "ce"): [result(1, 0.3)]}
+    same = {(0, 0, 32, "ce"): [result(1, 0.3)], (64, 0, 32, "ce"): [result(1, 0.3)]}
     assert context.control_line(same).startswith("Control: met")
-    other = {(0, 0, "ce"): [result(1, 0.3)], (64, 0, "ce"): [result(1, 0.31)]}
+    other = {(0, 0, 32, "ce"): [result(1, 0.3)], (64, 0, 32, "ce"): [result(1, 0.31)]}
     assert "NOT met" in context.control_line(other) and "ce ctx 64 seed 1" in context.control_line(other)
-    assert "not checked" in context.control_line({(64, 0, "ce"): [result(1, 0.3)]})
+    assert "not checked" in context.control_line({(64, 0, 32, "ce"): [result(1, 0.3)]})
 
 
 def test_packed_rows_are_only_those_that_pack() -> None:
