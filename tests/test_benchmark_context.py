@@ -147,11 +147,13 @@ def test_predict_speed_reads_the_test_file_as_training_read_it(tmp_path: Path, m
         return original(tokenizer, lists, *args)
 
     monkeypatch.setattr(predict_module, "tokenize_windows", spy)
-    assert context.predict_speed(model, test, "wnut17")["sentences"] == 3
-    assert sorted(seen) == sorted(sentences)  # each tweet alone
+    speed = context.predict_speed(model, test, "wnut17", rounds=1)
+    assert speed["sentences"] == 3 and speed["slower_than_no_context"] > 0
+    assert set(seen) == set(sentences)  # each tweet alone, read with context or without
     seen.clear()
-    context.predict_speed(model, test, "conll2003")
-    assert seen and not set(seen) & set(sentences)  # each sentence read with its neighbours
+    context.predict_speed(model, test, "conll2003", rounds=1)
+    # each sentence read with its neighbours, then (the no-context baseline, same process) alone
+    assert set(seen) - set(sentences) and set(seen) & set(sentences) == set(sentences)
 
 
 def test_force_retrains_over_the_metrics_files_a_finished_run_left(tmp_path: Path, monkeypatch) -> None:
