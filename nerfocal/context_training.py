@@ -8,7 +8,8 @@ gives both the same labels at the same words), and :class:`ContextDropoutDataset
 other. With ``context_pack`` the unit is a packed run: dropping its context drops the context around
 the run, whose sentences stay together. The draw is made per sentence (run) and per epoch from
 ``(seed, epoch)`` only, so a run is reproducible and a run resumed in epoch ``e`` draws what the
-uninterrupted run drew; it touches no global random state. Only the training set is wrapped: evaluation always reads the context.
+uninterrupted run drew; it touches no global random state. Only the training set is wrapped:
+evaluation always reads the context.
 """
 
 from __future__ import annotations
