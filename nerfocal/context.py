@@ -285,24 +285,20 @@ def training_sequences(
     one sequence, with the left context of its first sentence and the right context of its last.
     """
     whole = {i for i, a, b in windows if (a, b) == (0, len(all_words[i]))}
-    if limit <= 0:
-        return [([(i, a, b)], contexts[i] if i in whole else ([], [])) for i, a, b in windows]
     split: dict[int, list[tuple[int, int, int]]] = {}
     for i, a, b in windows:
         split.setdefault(i, []).append((i, a, b))
     items = (
-        (keys[i], all_words[i], sum(sub_lists[i]), contexts[i] if i in whole else ([], []), i)
+        (keys[i], all_words[i], sum(sub_lists[i]), contexts[i] if i in whole else _NO_CONTEXT, i)
         for i in range(len(all_words))
     )
     sequences: list[tuple[list[tuple[int, int, int]], Context]] = []
-    for run in pack_runs(items, limit):
-        if len(run) == 1:
-            i = run[0][4]
-            sequences.extend(([part], run[0][3] if i in whole else ([], [])) for part in split[i])
+    for run in pack_runs(items, limit):  # limit 0: every sentence a run of its own
+        if len(run) == 1:  # its windows (one for a sentence that fits), each with the sentence's context
+            sequences.extend(([part], run[0][3]) for part in split[run[0][4]])
         else:
-            sequences.append(
-                ([(item[4], 0, len(all_words[item[4]])) for item in run], (run[0][3][0], run[-1][3][1]))
-            )
+            parts = [(item[4], 0, len(all_words[item[4]])) for item in run]
+            sequences.append((parts, (run[0][3][0], run[-1][3][1])))
     return sequences
 
 
