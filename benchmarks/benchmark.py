@@ -115,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         default=["0"],
         help="context_pack values of the runs with context: P, or P:B for batch size B (default 32)",
     )
+    ctx.add_argument(
+        "--packed-only",
+        action="store_true",
+        help="skip the unpacked rows of the sizes above 0 (context 0 stays as the baseline)",
+    )
     ctx.add_argument("--recipes", nargs="+", default=["ce", "default"], choices=["ce", "default"])
     ctx.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     ctx.add_argument(

@@ -352,13 +352,20 @@ def control_line(rows: dict[Row, list[dict[str, Any]]]) -> str:
     return "Control: met, every context size gives exactly the test F1 of context 0 with the same seed."
 
 
+def planned_rows(args: Any) -> list[tuple[int, Packing]]:
+    """(context_size, packing) of every row: context 0 (the baseline), the unpacked rows of the other
+    sizes (unless ``--packed-only``), then the packed rows that pack anything."""
+    packed_only = getattr(args, "packed_only", False)
+    rows = [(size, UNPACKED) for size in args.sizes if not (packed_only and size)]
+    packings = [parse_packing(p) for p in args.packs]
+    return rows + [(size, pk) for size in args.sizes for pk in packings if pk[0] and packs(size, pk[0])]
+
+
 def main(args: Any) -> None:
     work = Path(args.work_dir)
     table: dict[str, dict[Row, list[dict[str, Any]]]] = {}
     # seed by seed, so that partial results already compare every row
-    rows = [(size, UNPACKED) for size in args.sizes]  # context 0 and the unpacked rows: the baselines
-    packings = [parse_packing(p) for p in args.packs]
-    rows += [(size, pk) for size in args.sizes for pk in packings if pk[0] and packs(size, pk[0])]
+    rows = planned_rows(args)
     for seed in args.seeds:
         for dataset in args.datasets:
             for size, packing in rows:

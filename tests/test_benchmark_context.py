@@ -87,6 +87,13 @@ def test_packed_rows_are_only_those_that_pack() -> None:
     assert context.packs(64, 64) and not context.packs(128, 64) and not context.packs(64, 0)
 
 
+def test_planned_rows_keep_context_0_and_drop_unpacked_rows_only_when_asked() -> None:
+    args = SimpleNamespace(sizes=[0, 64, 128], packs=["64:13"])
+    assert context.planned_rows(args) == [(0, (0, 32)), (64, (0, 32)), (128, (0, 32)), (64, (64, 13))]
+    args.packed_only = True
+    assert context.planned_rows(args) == [(0, (0, 32)), (64, (64, 13))]
+
+
 def test_context_pack_benchmark_reads_one_model_each_way(tmp_path: Path, monkeypatch) -> None:
     """benchmark.py context-pack on a tiny random model with context: one row per reading, F1 scored
     against the IOB1 gold, packing capped at the window's room, and context_pack 0 agreeing with itself."""
