@@ -24,7 +24,6 @@ With document context (``context_size``, by default the training run's; :mod:`ne
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -33,7 +32,8 @@ from typing import Any
 
 import torch
 
-from nerfocal.context import context_windows, merge_shared_windows, pack_contexts, saved_context
+from nerfocal.context import merge_shared_windows, saved_context
+from nerfocal.context_reader import ContextReader
 from nerfocal.decision import parse_o_bias
 from nerfocal.decode import (
     DECODERS,
@@ -225,14 +225,17 @@ class Predictor:
         predictions = iter(self.predict_documents(inputs))
         return [[next(predictions).entities for _ in sentences] for sentences in documents]
 
-    def predict_documents(self, documents: Iterable[Document]) -> Iterator[Prediction]:
+    def predict_documents(
+        self, documents: Iterable[Document], *, add_context: bool = True
+    ) -> Iterator[Prediction]:
         """Stream predictions in input order, buffering at most ``chunk_size`` documents.
 
         A chunk also ends once it holds ``chunk_words`` words, so that memory stays bounded when
         documents are long. With ``context_size``, each input first gets its document context
-        (:meth:`with_context`).
+        (:meth:`with_context`) unless ``add_context`` is False: the documents come with theirs already
+        (:meth:`context_reader`, run by the process that reads the input).
         """
-        if self.context_size > 0:
+        if self.context_size > 0 and add_context:
             documents = self.with_context(documents)
         chunk: list[Document] = []
         words = 0
@@ -245,36 +248,17 @@ class Predictor:
         if chunk:
             yield from self.predict_chunk(chunk)
 
-    def with_context(self, documents: Iterable[Document]) -> Iterator[Document]:
-        """The documents with their ``context`` (:func:`nerfocal.context.context_windows`), streamed;
-        the sub-words of each word are counted in one tokenizer call per block of documents."""
+    def context_reader(self) -> ContextReader | None:
+        """What gives documents their context as this predictor does (picklable; None without context)."""
+        if self.context_size <= 0:
+            return None
         budget = self.max_length - self.tokenizer.num_special_tokens_to_add(pair=False)
+        return ContextReader(self.tokenizer, budget, self.context_size, self.context_pack)
 
-        def counted() -> Iterator[tuple[Document, list[int]]]:
-            iterator = iter(documents)
-            while block := list(itertools.islice(iterator, 256)):
-                flat = [w for doc in block for w in doc.words]
-                ids = self.tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
-                lengths, start = [len(x) for x in ids], 0
-                for doc in block:
-                    yield doc, lengths[start : start + len(doc.words)]
-                    start += len(doc.words)
-
-        unk = self.tokenizer.unk_token
-
-        def unit(doc: Document, lengths: list[int]) -> tuple[str | None, list[str], list[int]]:
-            # a word with no sub-word is read as the unknown token, as in training (encode.py)
-            if unk is None or all(lengths):
-                return doc.document_id, doc.words, lengths
-            words = [unk if n == 0 else w for w, n in zip(doc.words, lengths, strict=True)]
-            return doc.document_id, words, [max(1, n) for n in lengths]
-
-        mine, theirs = itertools.tee(counted())
-        units, sized = itertools.tee(unit(doc, lengths) for doc, lengths in theirs)
-        windows = context_windows(units, self.context_size, budget)
-        items = ((key, words, sum(n), w) for (key, words, n), w in zip(sized, windows, strict=True))
-        for (doc, _), (left, right) in zip(mine, pack_contexts(items, self.context_pack), strict=True):
-            yield dataclasses.replace(doc, context=(left, right)) if left or right else doc
+    def with_context(self, documents: Iterable[Document]) -> Iterator[Document]:
+        """The documents with their ``context`` (:class:`nerfocal.context_reader.ContextReader`), streamed."""
+        reader = self.context_reader()
+        return reader(documents) if reader is not None else iter(documents)
 
     @torch.inference_mode()
     def predict_chunk(self, documents: Sequence[Document]) -> list[Prediction]:

@@ -120,22 +120,19 @@ def shard_chunks(
     world: World,
     chunk_size: int,
     chunk_words: int,
-    *,
-    keep_documents: bool = False,
 ) -> Iterator[list[Document]]:
     """The chunks (:func:`nerfocal.predict_workers.document_chunks`) that start in this rank's share.
 
     Every rank cuts the same chunks, so the shards partition them, in order. Reading stops at the end of
     the shard: a later chunk is not read at all (a bad line there is the next rank's error). The last rank
     reads to the end of the input whatever ``total`` says, so a miscounted total never drops documents.
-    ``keep_documents``: chunks end between documents (a model with document context).
     """
     start, stop = shard_bounds(total, world)
     if start >= stop:
         return  # fewer documents than ranks: nothing to read
     position = 0
     last = world.rank == world.size - 1
-    for chunk in document_chunks(documents, chunk_size, chunk_words, keep_documents=keep_documents):
+    for chunk in document_chunks(documents, chunk_size, chunk_words):
         begin, position = position, position + len(chunk)
         if begin >= start:  # and begin < stop: the previous chunk ended before stop
             yield chunk
@@ -218,17 +215,14 @@ def _predict_shard(
     predictor = load_predictor()
     done = 0
     _write_status(parts, world.rank, "running", done)
-    chunks = shard_chunks(
-        documents,
-        total,
-        world,
-        predictor.chunk_size,
-        predictor.chunk_words,
-        keep_documents=getattr(predictor, "context_size", 0) > 0,
-    )
+    # context read over the whole stream (documents before the shard included), so that a shard may
+    # begin or end inside a document and still read what one process reads
+    stream = predictor.with_context(documents) if predictor.context_size > 0 else documents
+    chunks = shard_chunks(stream, total, world, predictor.chunk_size, predictor.chunk_words)
     with atomic_open(parts / f"{world.rank}.part") as handle:
         for chunk in chunks:
-            handle.write(serialise_predictions(predictor, chunk, output_format, word_tags))
+            text = serialise_predictions(predictor, chunk, output_format, word_tags, add_context=False)
+            handle.write(text)
             done += len(chunk)
             _write_status(parts, world.rank, "running", done)
             statuses = _read_statuses(parts, world.size)

@@ -25,6 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from nerfocal.context_reader import ContextReader
     from nerfocal.predict import Document, Predictor
 
 __all__ = [
@@ -45,48 +46,41 @@ class WorkerError(RuntimeError):
 
 
 def document_chunks(
-    documents: Iterable[Document],
-    chunk_size: int = 2048,
-    chunk_words: int = 200_000,
-    *,
-    keep_documents: bool = False,
+    documents: Iterable[Document], chunk_size: int = 2048, chunk_words: int = 200_000
 ) -> Iterator[list[Document]]:
     """Consecutive chunks of ``documents``: a chunk ends at ``chunk_size`` documents or ``chunk_words``
-    words, the rule of :meth:`nerfocal.predict.Predictor.predict_documents`. With ``keep_documents`` (a
-    model with document context) not inside a run of inputs with the same ``document_id``, so that each
-    worker sees the whole context of its inputs; a run longer than 4 chunks is cut anyway (the inputs at
-    the cut then lose the context across it).
+    words, the rule of :meth:`nerfocal.predict.Predictor.predict_documents`. A chunk may end inside a
+    document: with document context, the inputs get theirs before they are cut
+    (:class:`nerfocal.context_reader.ContextReader`), so the cut changes nothing.
     """
     if min(chunk_size, chunk_words) < 1:
         raise ValueError(f"expected positive chunk sizes, got {chunk_size=}, {chunk_words=}")
     chunk: list[Document] = []
     words = 0
-    full = False  # the chunk is full: it ends where the current document does
     for document in documents:
-        if full:
-            same = document.document_id is not None and document.document_id == chunk[-1].document_id
-            if not same or len(chunk) >= 4 * chunk_size or words >= 4 * chunk_words:
-                yield chunk
-                chunk, words, full = [], 0, False
         chunk.append(document)
         words += len(document.words)
         if len(chunk) >= chunk_size or words >= chunk_words:
-            full = True
-            if document.document_id is None or not keep_documents:
-                yield chunk
-                chunk, words, full = [], 0, False
+            yield chunk
+            chunk, words = [], 0
     if chunk:
         yield chunk
 
 
 def serialise_predictions(
-    predictor: Predictor, documents: Iterable[Document], output_format: str, word_tags: bool
+    predictor: Predictor,
+    documents: Iterable[Document],
+    output_format: str,
+    word_tags: bool,
+    *,
+    add_context: bool = True,
 ) -> str:
-    """The output lines of ``documents`` (no HTML page header/footer), as ``nerfocal predict`` writes them."""
+    """The output lines of ``documents`` (no HTML page header/footer), as ``nerfocal predict`` writes them.
+    ``add_context=False``: the documents carry their context already."""
     from nerfocal.documents import write_prediction
 
     buffer = io.StringIO()  # newline="\n": written exactly as a text-mode output file gets them
-    for prediction in predictor.predict_documents(documents):
+    for prediction in predictor.predict_documents(documents, add_context=add_context):
         write_prediction(buffer, prediction, output_format, word_tags)
     return buffer.getvalue()
 
@@ -120,16 +114,17 @@ def _init_worker(load_predictor: Callable[[], Predictor], threads: int) -> None:
         _INIT_ERROR = err
 
 
-def _ready() -> int:
-    """The loaded predictor's document context size (0: none); the loading error, if any."""
+def _ready() -> ContextReader | None:
+    """What gives the inputs the loaded predictor's document context (None: no context), for the
+    parent; the loading error, if any."""
     if _INIT_ERROR is not None:
         raise _INIT_ERROR
-    return int(getattr(_PREDICTOR, "context_size", 0) or 0)
+    return _PREDICTOR.context_reader() if hasattr(_PREDICTOR, "context_reader") else None
 
 
 def _predict_chunk(documents: list[Document], output_format: str, word_tags: bool) -> str:
     _ready()
-    return serialise_predictions(_PREDICTOR, documents, output_format, word_tags)
+    return serialise_predictions(_PREDICTOR, documents, output_format, word_tags, add_context=False)
 
 
 # --- the parent side ---------------------------------------------------------------------------------
@@ -186,10 +181,12 @@ def predict_in_processes(
     )
     logger.info("predicting in %d processes, %d torch thread(s) each", num_workers, threads)
     try:
-        context = _result(pool.submit(_ready), "loading the model")  # fail before reading the input
+        reader = _result(pool.submit(_ready), "loading the model")  # fail before reading the input
+        if reader is not None:  # context read here, over the whole stream: chunks may cut documents
+            documents = reader(documents)
         pending: collections.deque[tuple[concurrent.futures.Future[str], int, int]] = collections.deque()
         first = 1
-        for chunk in document_chunks(documents, chunk_size, chunk_words, keep_documents=context > 0):
+        for chunk in document_chunks(documents, chunk_size, chunk_words):
             pending.append((pool.submit(_predict_chunk, chunk, output_format, word_tags), first, len(chunk)))
             first += len(chunk)
             while len(pending) > 2 * num_workers or (pending and pending[0][0].done()):

@@ -21,7 +21,6 @@ from nerfocal.cli import predict as cli_predict
 from nerfocal.conll import read_conll
 from nerfocal.documents import read_documents
 from nerfocal.predict import Document, Predictor
-from nerfocal.predict_workers import document_chunks
 
 CONTEXT = 12
 
@@ -248,7 +247,7 @@ def test_predictions_do_not_depend_on_the_neighbours_gold_tags(run: Path, tmp_pa
     assert outputs[0] == outputs[1]
 
 
-def test_context_streams_across_chunks_and_worker_chunks_keep_documents(run: Path) -> None:
+def test_context_streams_across_chunks(run: Path) -> None:
     def predict(**kwargs: Any) -> list[Any]:
         predictor = Predictor.from_pretrained(run, device="cpu", **kwargs)
         return list(predictor.predict_documents(read_documents(str(_dev(run)), "conll", "utf-8", None)))
@@ -258,13 +257,51 @@ def test_context_streams_across_chunks_and_worker_chunks_keep_documents(run: Pat
     for a, b in zip(small, large, strict=True):
         assert torch.allclose(torch.tensor(a.scores), torch.tensor(b.scores), atol=1e-5)
 
-    docs = [Document(["w"], document_id=d) for d in ["1", "1", "1", "2", None, "3", "3"]]
-    kept = [[d.document_id for d in chunk] for chunk in document_chunks(docs, 2, keep_documents=True)]
-    assert kept == [["1", "1", "1"], ["2", None], ["3", "3"]]
-    plain = [[d.document_id for d in chunk] for chunk in document_chunks(docs, 2)]
-    assert plain == [["1", "1"], ["1", "2"], [None, "3"], ["3"]]
-    long = [Document(["w"], document_id="1") for _ in range(20)]
-    assert [len(c) for c in document_chunks(long, 2, keep_documents=True)] == [8, 8, 4]  # cut at 4 chunks
+
+@pytest.mark.parametrize("pack", ["0", "40"])
+def test_workers_cut_documents_anywhere_and_write_what_one_process_writes(
+    run: Path, tmp_path: Path, pack: str
+) -> None:
+    """Chunks of 2 sentences cut every 5-sentence dev document; the context is attached before the cut
+    (in the parent), so two workers write the same bytes as one process, and a context model run
+    without context would not (the check can fail)."""
+    outputs = {}
+    for name, extra in (("one", []), ("two", ["--num-workers", "2"]), ("bare", ["--context-size", "0"])):
+        out = tmp_path / f"{name}.jsonl"
+        argv = ["predict", "--model", str(run), "--input", str(_dev(run)), "--input-format", "conll"]
+        argv += ["--output", str(out), "--quiet", "--device", "cpu", "--chunk-size", "2"]
+        argv += ["--o-bias", "4"]  # entities, with their scores, from a 4-step model
+        assert cli_main([*argv, "--context-pack", pack, *extra]) == 0
+        outputs[name] = out.read_bytes()
+    assert b'"score"' in outputs["one"]
+    assert outputs["one"] == outputs["two"]
+    assert outputs["one"] != outputs["bare"]
+
+
+@pytest.mark.slow
+def test_ranks_cut_documents_anywhere_and_write_what_one_process_writes(run: Path, tmp_path: Path) -> None:
+    """Two launched ranks split the dev file's 30 sentences 15/15, inside a document; each reads the
+    context over the whole stream, so the output is one process's."""
+    from test_predict_ranks import _launch
+
+    argv = ["predict", "--model", str(run), "--input", str(_dev(run)), "--input-format", "conll"]
+    argv += ["--quiet", "--chunk-size", "3", "--o-bias", "4", "--output"]
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    assert cli_main([*argv, str(one), "--device", "cpu"]) == 0
+    done = _launch("-m", "nerfocal.cli", *argv, str(two), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert b'"score"' in one.read_bytes() and one.read_bytes() == two.read_bytes()
+
+
+def test_context_reader_pickles_and_reads_as_the_predictor(run: Path) -> None:
+    import pickle
+
+    predictor = Predictor.from_pretrained(run, device="cpu")
+    reader = pickle.loads(pickle.dumps(predictor.context_reader()))  # noqa: TID251 (what spawn does)
+    docs = list(read_documents(str(_dev(run)), "conll", "utf-8", None))
+    assert list(reader(docs)) == list(predictor.with_context(docs))
+    assert any(d.context for d in reader(docs))
+    assert Predictor.from_pretrained(run, device="cpu", context_size=0).context_reader() is None
 
 
 def test_text_input_blank_lines_separate_documents(run: Path, tmp_path: Path) -> None:

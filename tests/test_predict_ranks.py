@@ -28,11 +28,11 @@ DYING_SCRIPT = """
 import os, sys
 import nerfocal.predict
 original = nerfocal.predict.Predictor.predict_documents
-def predict_documents(self, documents):
+def predict_documents(self, documents, **kwargs):
     documents = list(documents)
     if os.environ["RANK"] == "1" and any("BOOM" in d.words for d in documents):
         os._exit(3)
-    return original(self, documents)
+    return original(self, documents, **kwargs)
 nerfocal.predict.Predictor.predict_documents = predict_documents
 from nerfocal.cli import main
 sys.exit(main())

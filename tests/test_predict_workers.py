@@ -90,13 +90,13 @@ class _Failing:
     def __init__(self, predictor: Predictor, word: str, how: str) -> None:
         self.predictor, self.word, self.how = predictor, word, how
 
-    def predict_documents(self, documents: Any) -> Any:
+    def predict_documents(self, documents: Any, **kwargs: Any) -> Any:
         documents = list(documents)
         if any(self.word in d.words for d in documents):
             if self.how == "die":
                 os._exit(3)
             raise RuntimeError("boom\nsecond line")
-        return self.predictor.predict_documents(documents)
+        return self.predictor.predict_documents(documents, **kwargs)
 
 
 def _failing_predictor(model_dir: str, word: str, how: str, **kwargs: Any) -> _Failing:
