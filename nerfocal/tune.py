@@ -243,6 +243,11 @@ def tune(
 
     others = _start_workers(argv, trials, out, space_file, patience, seed, workers, objective)
     try:
+        # a trial whose process was killed (not Ctrl-C) stays "running" in the study; once its heartbeat
+        # is stale it is failed here, so that it does not take a place in the budget of the resumed study
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
         states = (complete, running)
         started = sum(1 for t in study.trials if t.state in states)
         if started < trials:

@@ -113,6 +113,30 @@ def test_an_interrupted_study_keeps_its_finished_trials_and_resumes(
     assert sum(1 for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE) == 2
 
 
+def test_a_trial_whose_process_was_killed_gives_its_place_in_the_budget_back(
+    encoder: Path, tmp_path: Path
+) -> None:
+    """A killed process leaves its trial "running", its heartbeat going stale (not a Ctrl-C, which
+    fails it): the resumed study still finishes as many trials as asked."""
+    import sqlite3
+    import warnings
+
+    (tmp_path / "study").mkdir()
+    db = tmp_path / "study" / "study.db"
+    with warnings.catch_warnings():  # the heartbeat is experimental, and meant for Study.optimize
+        warnings.simplefilter("ignore")
+        storage = optuna.storages.RDBStorage(f"sqlite:///{db}", heartbeat_interval=60, grace_period=300)
+        study = optuna.create_study(study_name="nerfocal", storage=storage, direction="maximize")
+        trial = study.ask()
+        storage.record_heartbeat(trial._trial_id)
+    with sqlite3.connect(db) as connection:  # the heartbeat of a process killed an hour ago
+        connection.execute("UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, '-1 hour')")
+    assert main(_argv(encoder, tmp_path, 2)) == 0
+    states = [t.state for t in optuna.load_study(study_name="nerfocal", storage=storage).trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 2
+    assert states[0] == optuna.trial.TrialState.FAIL
+
+
 def test_the_objective_is_what_trials_maximise_and_select_by_and_a_study_keeps_it(
     encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
