@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from nerfocal.context import context_windows, pack_contexts
@@ -50,13 +50,29 @@ class ContextReader:
         for (doc, _), (left, right) in zip(mine, pack_contexts(items, self.context_pack), strict=True):
             yield dataclasses.replace(doc, context=(left, right)) if left or right else doc
 
+    def counter(self) -> Callable[[list[str]], list[int]]:
+        """Sub-words per word, as ``tokenizer(words, add_special_tokens=False)`` counts them. With a fast
+        tokenizer, its Rust tokenizer is called directly (a copy without truncation or padding): about
+        3x faster than the Python wrapper, which matters where one process reads context for several."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            return lambda words: [
+                len(ids) for ids in self.tokenizer(words, add_special_tokens=False)["input_ids"]
+            ]
+        from tokenizers import Tokenizer
+
+        plain = Tokenizer.from_str(backend.to_str())
+        plain.no_truncation()
+        plain.no_padding()
+        return lambda words: [len(e.ids) for e in plain.encode_batch(words, add_special_tokens=False)]
+
     def _counted(self, documents: Iterable[Document]) -> Iterator[tuple[Document, list[int]]]:
         """Each document with the sub-word count of each of its words, one tokenizer call per block."""
         iterator = iter(documents)
+        count = self.counter()
         while block := list(itertools.islice(iterator, BLOCK)):
             flat = [w for doc in block for w in doc.words]
-            ids = self.tokenizer(flat, add_special_tokens=False)["input_ids"] if flat else []
-            lengths, start = [len(x) for x in ids], 0
+            lengths, start = count(flat) if flat else [], 0
             for doc in block:
                 yield doc, lengths[start : start + len(doc.words)]
                 start += len(doc.words)

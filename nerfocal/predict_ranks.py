@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import itertools
 import logging
 import os
 import shutil
@@ -140,6 +141,54 @@ def shard_chunks(
             return
 
 
+def shard_context(
+    documents: Iterable[Document],
+    reader: Callable[[Iterable[Document]], Iterator[Document]],
+    world: World,
+    total: int,
+) -> Iterator[Document]:
+    """``documents`` for :func:`shard_chunks`: from the shard's start on, with their document context.
+
+    The documents before the start pass as read (their chunks are earlier ranks'); the sentences of the
+    document that holds the first one of the shard are kept back and read again, so the reader starts
+    at that document's first sentence and gives what one process gives, at the cost of this shard only.
+    The reader reads ahead (a block of documents and a right context): on a rank but the last, a bad
+    line past the shard ends the stream quietly, since that line is the next rank's error.
+    """
+    start, stop = shard_bounds(total, world)
+    iterator = _quiet_after(documents, stop)
+    held: list[Document] = []  # the sentences so far of the document that holds document ``start``
+    for _ in range(start):
+        document = next(iterator, None)
+        if document is None:
+            return
+        key = document.document_id
+        if key is None or not held or held[-1].document_id != key:
+            held = []
+        if key is not None:
+            held.append(document)
+        yield document
+    for position, document in enumerate(reader(itertools.chain(held, iterator))):
+        if position >= len(held):
+            yield document
+
+
+def _quiet_after(documents: Iterable[Document], stop: float) -> Iterator[Document]:
+    """``documents``, ending without an error at a bad line after the first ``stop`` of them."""
+    iterator, position = iter(documents), 0
+    while True:
+        try:
+            document = next(iterator)
+        except StopIteration:
+            return
+        except _PASSED_ON:
+            if position >= stop:
+                return
+            raise
+        position += 1
+        yield document
+
+
 # --- status files: progress, end, failure ------------------------------------------------------------
 
 
@@ -215,9 +264,9 @@ def _predict_shard(
     predictor = load_predictor()
     done = 0
     _write_status(parts, world.rank, "running", done)
-    # context read over the whole stream (documents before the shard included), so that a shard may
-    # begin or end inside a document and still read what one process reads
-    stream = predictor.with_context(documents) if predictor.context_size > 0 else documents
+    # a shard may begin or end inside a document and still read what one process reads
+    reader = predictor.context_reader()
+    stream = documents if reader is None else shard_context(documents, reader, world, total)
     chunks = shard_chunks(stream, total, world, predictor.chunk_size, predictor.chunk_words)
     with atomic_open(parts / f"{world.rank}.part") as handle:
         for chunk in chunks:

@@ -20,6 +20,7 @@ import io
 import logging
 import multiprocessing
 import os
+import pickle
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
@@ -80,7 +81,8 @@ def serialise_predictions(
     from nerfocal.documents import write_prediction
 
     buffer = io.StringIO()  # newline="\n": written exactly as a text-mode output file gets them
-    for prediction in predictor.predict_documents(documents, add_context=add_context):
+    options = {} if add_context else {"add_context": False}
+    for prediction in predictor.predict_documents(documents, **options):
         write_prediction(buffer, prediction, output_format, word_tags)
     return buffer.getvalue()
 
@@ -114,12 +116,31 @@ def _init_worker(load_predictor: Callable[[], Predictor], threads: int) -> None:
         _INIT_ERROR = err
 
 
-def _ready() -> ContextReader | None:
-    """What gives the inputs the loaded predictor's document context (None: no context), for the
-    parent; the loading error, if any."""
+def _ready() -> bytes | None:
+    """The pickled :class:`ContextReader` of the loaded predictor (None: no document context), for the
+    parent (:func:`_load_reader`); the loading error, if any."""
     if _INIT_ERROR is not None:
         raise _INIT_ERROR
-    return _PREDICTOR.context_reader() if hasattr(_PREDICTOR, "context_reader") else None
+    reader = _PREDICTOR.context_reader() if hasattr(_PREDICTOR, "context_reader") else None
+    return None if reader is None else pickle.dumps(reader)
+
+
+def _load_reader(blob: bytes | None) -> ContextReader | None:
+    """The worker's reader, unpickled here rather than by the pool, so that a tokenizer this process
+    cannot import (a ``--trust-remote-code`` class) is a one-line error, not a "broken pool"."""
+    if blob is None:
+        return None
+    from transformers.dynamic_module_utils import init_hf_modules
+
+    init_hf_modules()  # where transformers puts the classes of remote code
+    try:
+        reader: ContextReader = pickle.loads(blob)  # noqa: TID251 (our own worker's object, not a file)
+    except Exception as err:
+        raise ValueError(
+            f"--num-workers: the model's tokenizer cannot be loaded in the main process to read document "
+            f"context ({type(err).__name__}: {' '.join(str(err).split())}); use --num-workers 1"
+        ) from None
+    return reader
 
 
 def _predict_chunk(documents: list[Document], output_format: str, word_tags: bool) -> str:
@@ -181,7 +202,7 @@ def predict_in_processes(
     )
     logger.info("predicting in %d processes, %d torch thread(s) each", num_workers, threads)
     try:
-        reader = _result(pool.submit(_ready), "loading the model")  # fail before reading the input
+        reader = _load_reader(_result(pool.submit(_ready), "loading the model"))  # before the input
         if reader is not None:  # context read here, over the whole stream: chunks may cut documents
             documents = reader(documents)
         pending: collections.deque[tuple[concurrent.futures.Future[str], int, int]] = collections.deque()

@@ -280,17 +280,75 @@ def test_workers_cut_documents_anywhere_and_write_what_one_process_writes(
 
 @pytest.mark.slow
 def test_ranks_cut_documents_anywhere_and_write_what_one_process_writes(run: Path, tmp_path: Path) -> None:
-    """Two launched ranks split the dev file's 30 sentences 15/15, inside a document; each reads the
-    context over the whole stream, so the output is one process's."""
+    """Two launched ranks split 30 sentences in documents of 4 at sentence 15, inside a document whose
+    first 3 sentences are rank 0's; rank 1 reads them as context, so the output is one process's."""
     from test_predict_ranks import _launch
 
-    argv = ["predict", "--model", str(run), "--input", str(_dev(run)), "--input-format", "conll"]
+    source = _write_documents(tmp_path / "dev4.conll", list(read_conll(_dev(run))), 4)
+    argv = ["predict", "--model", str(run), "--input", str(source), "--input-format", "conll"]
     argv += ["--quiet", "--chunk-size", "3", "--o-bias", "4", "--output"]
     one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
     assert cli_main([*argv, str(one), "--device", "cpu"]) == 0
     done = _launch("-m", "nerfocal.cli", *argv, str(two), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert b'"score"' in one.read_bytes() and one.read_bytes() == two.read_bytes()
+
+
+@pytest.mark.parametrize(("size", "per_document"), [(2, 4), (3, 4), (4, 7), (3, 1)])
+def test_each_rank_reads_its_shard_with_the_context_of_the_whole_input(
+    run: Path, tmp_path: Path, size: int, per_document: int
+) -> None:
+    from nerfocal.predict_ranks import World, shard_chunks, shard_context
+
+    source = _write_documents(tmp_path / "dev.conll", list(read_conll(_dev(run))), per_document)
+    docs = list(read_documents(str(source), "conll", "utf-8", None))
+    if per_document == 1:  # every sentence its own document
+        docs = [dataclasses.replace(d, document_id=None) for d in docs]
+    reader = Predictor.from_pretrained(run, device="cpu", context_pack=40).context_reader()
+    assert reader is not None
+    one = list(reader(docs))
+    shards = []
+    for rank in range(size):
+        world = World(rank=rank, size=size, local_rank=rank)
+        stream = shard_context(iter(docs), reader, world, len(docs))
+        shards += [d for chunk in shard_chunks(stream, len(docs), world, 3, 10_000) for d in chunk]
+    assert shards == one
+    assert any(d.context for d in one) == (per_document > 1)
+
+
+def test_a_rank_ends_quietly_at_a_bad_line_past_its_shard_only() -> None:
+    from nerfocal.predict_ranks import _quiet_after
+
+    def documents():  # type: ignore[no-untyped-def]
+        yield from (Document([f"w{i}"]) for i in range(5))
+        raise ValueError("in.conll:6: bad line")
+
+    assert len(list(_quiet_after(documents(), 3))) == 5
+    with pytest.raises(ValueError, match=r"in\.conll:6"):
+        list(_quiet_after(documents(), 6))
+
+
+def test_a_tokenizer_the_main_process_cannot_load_is_a_one_line_error() -> None:
+    from nerfocal.predict_workers import _load_reader
+
+    assert _load_reader(None) is None
+    with pytest.raises(ValueError, match=r"^--num-workers: the model's tokenizer cannot be loaded") as err:
+        _load_reader(b"not a pickle")
+    assert "\n" not in str(err.value)
+
+
+def test_the_context_reader_counts_sub_words_as_the_tokenizer_does(run: Path) -> None:
+    from nerfocal.context_reader import ContextReader
+
+    predictor = Predictor.from_pretrained(run, device="cpu")
+    tokenizer = predictor.tokenizer
+    words = [w for s in read_conll(_dev(run)) for w in s.tokens]
+    words += ["\u200b", "\ufeff", "naïve", "Zürich", "🙂", "x" * 300, "co-operation", ""]
+    expected = [len(ids) for ids in tokenizer(words, add_special_tokens=False)["input_ids"]]
+    assert ContextReader(tokenizer, 62, CONTEXT).counter()(words) == expected
+    tokenizer.backend_tokenizer.enable_truncation(4)  # the copy it counts with has no truncation
+    assert ContextReader(tokenizer, 62, CONTEXT).counter()(words) == expected
+    tokenizer.backend_tokenizer.no_truncation()
 
 
 def test_context_reader_pickles_and_reads_as_the_predictor(run: Path) -> None:
