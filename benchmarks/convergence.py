@@ -24,6 +24,7 @@ the jsonl alone.
 from __future__ import annotations
 
 import json
+import math
 import random
 import statistics
 from pathlib import Path
@@ -277,6 +278,12 @@ def _time_to_best(result: dict[str, Any]) -> float:
     return runtime
 
 
+def _mean_time_to_best(runs: list[dict[str, Any]]) -> str:
+    """The mean over the runs whose time is known (a resumed run's is not); "-" when none is."""
+    known = [t for t in map(_time_to_best, runs) if not math.isnan(t)]
+    return f"{statistics.fmean(known):.0f}" if known else "-"
+
+
 def render(
     table: dict[str, dict[str, list[dict[str, Any]]]],
     chosen: dict[Any, float],
@@ -295,7 +302,8 @@ def render(
         f"checkpoint kept; learning rate per row chosen on seed-1 dev F1 from {', '.join(map(str, args.lrs))}. "
         "Test entity F1 (micro), macro F1, precision, recall, the rarest test type's F1, token ECE after "
         "temperature scaling (%), the epoch of the best checkpoint, and training seconds up to it "
-        "(train_runtime x best step / steps run; the machine was shared, so only rough). Mean ± std over "
+        "(train_runtime x best step / steps run; the machine was shared, so only rough; a run resumed after an "
+        "interruption is left out of that mean). Mean ± std over "
         "the seeds column. Last column: the same models' test F1 / macro F1 decoded with constrained "
         "Viterbi, as `nerfocal predict` decodes by default (the reference's model too, which its own recipe "
         "reads by argmax); `-` where a seed's run predates that score (2026-12-03). Runs: "
@@ -323,7 +331,7 @@ def render(
                 f"{_fmt([t['per_type'].get(rare, {}).get('f1', 0.0) for t in test])} | "
                 f"{_fmt([t['ece'] for t in test])} | "
                 f"{_fmt([r['train'].get('best_epoch') or 0 for r in runs], 1.0)} | "
-                f"{statistics.fmean(_time_to_best(r) for r in runs):.0f} | {_viterbi(test)} |"
+                f"{_mean_time_to_best(runs)} | {_viterbi(test)} |"
             )
         if reference:
             ref = statistics.fmean(r["test"]["f1"] for r in reference)

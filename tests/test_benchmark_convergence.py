@@ -265,6 +265,9 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(
     cmd, log = commands[-1]
     assert cmd[-len(resume_flags) :] == resume_flags and log == "log_resumed.txt"
     assert convergence._time_to_best(record) != convergence._time_to_best(record)  # NaN: time unknown
+    assert convergence._mean_time_to_best([record]) == "-"
+    known = {"train": {"train_runtime": 100.0, "best_step": 5, "global_step": 10}}
+    assert convergence._mean_time_to_best([record, known]) == "50"  # the resumed run is left out
     (tmp_path / "results.jsonl").unlink()
     assert not (out / "checkpoint-40").exists()  # a finished run keeps its metrics only
     fresh = convergence.run_one("wnut17", row, 1e-4, 1, args, tmp_path / "work")
