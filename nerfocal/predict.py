@@ -49,7 +49,15 @@ from nerfocal.labels import check_scheme
 from nerfocal.loading import labels_from_config, load_pretrained, model_max_length, resolve_device
 from nerfocal.onnx_backend import choose_backend, load_onnx
 from nerfocal.windows import default_stride, select_readers, tokenize_windows
-from nerfocal.words import Document, Entity, Prediction, compile_pattern, default_split_pattern, split_words
+from nerfocal.words import (
+    Document,
+    Entity,
+    Prediction,
+    compile_pattern,
+    default_split_pattern,
+    document_chunks,
+    split_words,
+)
 
 __all__ = [
     "Document",
@@ -237,15 +245,7 @@ class Predictor:
         """
         if self.context_size > 0 and add_context:
             documents = self.with_context(documents)
-        chunk: list[Document] = []
-        words = 0
-        for document in documents:
-            chunk.append(document)
-            words += len(document.words)
-            if len(chunk) >= self.chunk_size or words >= self.chunk_words:
-                yield from self.predict_chunk(chunk)
-                chunk, words = [], 0
-        if chunk:
+        for chunk in document_chunks(documents, self.chunk_size, self.chunk_words):
             yield from self.predict_chunk(chunk)
 
     def context_reader(self) -> ContextReader | None:

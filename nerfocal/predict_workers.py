@@ -21,9 +21,11 @@ import logging
 import multiprocessing
 import os
 import pickle
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
+
+from nerfocal.words import document_chunks
 
 if TYPE_CHECKING:
     from nerfocal.context_reader import ContextReader
@@ -44,28 +46,6 @@ _ERRORS_PASSED_ON = (ValueError, FileNotFoundError, OSError)  # the CLI's one-li
 
 class WorkerError(RuntimeError):
     """A worker process failed on a chunk (an unexpected exception, or the process died)."""
-
-
-def document_chunks(
-    documents: Iterable[Document], chunk_size: int = 2048, chunk_words: int = 200_000
-) -> Iterator[list[Document]]:
-    """Consecutive chunks of ``documents``: a chunk ends at ``chunk_size`` documents or ``chunk_words``
-    words, the rule of :meth:`nerfocal.predict.Predictor.predict_documents`. A chunk may end inside a
-    document: with document context, the inputs get theirs before they are cut
-    (:class:`nerfocal.context_reader.ContextReader`), so the cut changes nothing.
-    """
-    if min(chunk_size, chunk_words) < 1:
-        raise ValueError(f"expected positive chunk sizes, got {chunk_size=}, {chunk_words=}")
-    chunk: list[Document] = []
-    words = 0
-    for document in documents:
-        chunk.append(document)
-        words += len(document.words)
-        if len(chunk) >= chunk_size or words >= chunk_words:
-            yield chunk
-            chunk, words = [], 0
-    if chunk:
-        yield chunk
 
 
 def serialise_predictions(

@@ -9,6 +9,7 @@ import functools
 import itertools
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -159,3 +160,25 @@ class Prediction:
                 text = " ".join(doc.words[first:last])
                 result.append(Entity(text=text, label=label, start=first, end=last, score=score))
         return result
+
+
+def document_chunks(
+    documents: Iterable[Document], chunk_size: int = 2048, chunk_words: int = 200_000
+) -> Iterator[list[Document]]:
+    """Consecutive chunks of ``documents``: a chunk ends at ``chunk_size`` documents or ``chunk_words``
+    words (:meth:`nerfocal.predict.Predictor.predict_documents`, and the tasks of workers and ranks). A
+    chunk may end inside a document: with document context, the inputs get theirs before they are cut
+    (:class:`nerfocal.context_reader.ContextReader`), so the cut changes nothing.
+    """
+    if min(chunk_size, chunk_words) < 1:
+        raise ValueError(f"expected positive chunk sizes, got {chunk_size=}, {chunk_words=}")
+    chunk: list[Document] = []
+    words = 0
+    for document in documents:
+        chunk.append(document)
+        words += len(document.words)
+        if len(chunk) >= chunk_size or words >= chunk_words:
+            yield chunk
+            chunk, words = [], 0
+    if chunk:
+        yield chunk
