@@ -328,6 +328,29 @@ def test_a_rank_ends_quietly_at_a_bad_line_past_its_shard_only() -> None:
         list(_quiet_after(documents(), 6))
 
 
+def test_a_rank_reads_its_shard_though_the_reader_looks_ahead_into_a_bad_line(run: Path) -> None:
+    """The reader reads a block ahead: rank 0 of 2 meets the next rank's bad line and still gives its
+    shard, as one process reads it; the last rank, whose line it is, raises it."""
+    from nerfocal.predict_ranks import World, shard_chunks, shard_context
+
+    sentences = list(read_conll(_dev(run)))[:8]
+    docs = [Document(s.tokens, document_id="1") for s in sentences]
+
+    def broken():  # type: ignore[no-untyped-def]
+        yield from docs
+        raise ValueError("in.conll:99: bad line")
+
+    reader = Predictor.from_pretrained(run, device="cpu").context_reader()
+    assert reader is not None
+    whole = list(reader(docs))
+    first = World(rank=0, size=2, local_rank=0)
+    shard = [d for c in shard_chunks(shard_context(broken(), reader, first, 9), 9, first, 2, 10_000) for d in c]
+    assert shard == whole[: len(shard)] and len(shard) >= 4 and shard[-1].context
+    last = World(rank=1, size=2, local_rank=1)
+    with pytest.raises(ValueError, match=r"in\.conll:99"):
+        list(shard_chunks(shard_context(broken(), reader, last, 9), 9, last, 2, 10_000))
+
+
 def test_a_tokenizer_the_main_process_cannot_load_is_a_one_line_error() -> None:
     from nerfocal.predict_workers import _load_reader
 
