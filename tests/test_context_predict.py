@@ -344,11 +344,12 @@ def test_a_rank_reads_its_shard_though_the_reader_looks_ahead_into_a_bad_line(ru
     assert reader is not None
     whole = list(reader(docs))
     first = World(rank=0, size=2, local_rank=0)
-    shard = [d for c in shard_chunks(shard_context(broken(), reader, first, 9), 9, first, 2, 10_000) for d in c]
+    stream = shard_context(broken(), reader, first, len(docs))
+    shard = [d for chunk in shard_chunks(stream, len(docs), first, 2, 10_000) for d in chunk]
     assert shard == whole[: len(shard)] and len(shard) >= 4 and shard[-1].context
     last = World(rank=1, size=2, local_rank=1)
     with pytest.raises(ValueError, match=r"in\.conll:99"):
-        list(shard_chunks(shard_context(broken(), reader, last, 9), 9, last, 2, 10_000))
+        list(shard_chunks(shard_context(broken(), reader, last, len(docs)), len(docs), last, 2, 10_000))
 
 
 def test_a_tokenizer_the_main_process_cannot_load_is_a_one_line_error() -> None:
