@@ -94,6 +94,11 @@ def test_planned_rows_keep_context_0_and_drop_unpacked_rows_only_when_asked() ->
     assert context.planned_rows(args) == [(0, (0, 32)), (64, (64, 13))]
 
 
+def test_the_full_set_table_has_its_own_section_beside_the_subset_one() -> None:
+    assert context.section_name(SimpleNamespace(subset=0.05)) == "context"
+    assert context.section_name(SimpleNamespace(subset=1.0)) == "context-full"
+
+
 def test_context_pack_benchmark_reads_one_model_each_way(tmp_path: Path, monkeypatch) -> None:
     """benchmark.py context-pack on a tiny random model with context: one row per reading, F1 scored
     against the IOB1 gold, packing capped at the window's room, and context_pack 0 agreeing with itself."""
