@@ -23,49 +23,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from nerfocal.tune_space import (  # noqa: F401 (DEFAULT_SPACE, check_space: this module's API too)
+    DEFAULT_SPACE,
+    baseline_point,
+    check_space,
+    load_space,
+    suggest,
+)
+
 logger = logging.getLogger("nerfocal")
-
-# option -> search space; "log" = float sampled on a log scale
-DEFAULT_SPACE: dict[str, dict[str, Any]] = {
-    "learning_rate": {"type": "log", "low": 2e-5, "high": 3e-4},
-    "gamma": {"type": "float", "low": 0.5, "high": 3.0},
-    "prior_init": {"type": "categorical", "choices": [True, False]},
-    "ce_warmup_epochs": {"type": "categorical", "choices": [0.0, 0.1, 0.5]},
-    "alpha": {"type": "categorical", "choices": [None, 0.75, "auto"]},
-    # searched only in trials whose alpha is not none (see suggest)
-    "alpha_normalization": {"type": "categorical", "choices": ["none", "prior"]},
-    "loss": {"type": "categorical", "choices": ["focal", "focal_adaptive", "ce"]},
-}
-SPACE_TYPES = ("float", "log", "int", "categorical")
-
-
-def check_space(space: Any, known: set[str], where: str = "search space") -> dict[str, dict[str, Any]]:
-    """Validate a search space mapping ``option -> {type, low, high | choices}``.
-
-    Raises:
-        ValueError: naming the option and what it expects.
-    """
-    if not isinstance(space, dict) or not space:
-        raise ValueError(
-            f"{where}: expected a mapping of option: {{type, low, high | choices}}, got {space!r}"
-        )
-    for name, spec in space.items():
-        if name not in known:
-            raise ValueError(f"{where}: {name!r} is not a training option")
-        if not isinstance(spec, dict) or spec.get("type") not in SPACE_TYPES:
-            raise ValueError(f"{where}: {name}: expected type one of {', '.join(SPACE_TYPES)}, got {spec!r}")
-        if spec["type"] == "categorical":
-            if not isinstance(spec.get("choices"), list) or not spec["choices"]:
-                raise ValueError(f"{where}: {name}: expected a non-empty list of choices")
-            continue
-        low, high = spec.get("low"), spec.get("high")
-        if not (_is_number(low) and _is_number(high)):
-            raise ValueError(f"{where}: {name}: expected numbers low and high, got {low!r}, {high!r}")
-        assert isinstance(low, (int, float)) and isinstance(high, (int, float))  # for mypy
-        if not low < high or (spec["type"] == "log" and low <= 0):
-            raise ValueError(f"{where}: {name}: expected 0 < low < high for log, low < high otherwise")
-    return space
-
 
 # what a study maximises: a dev score of every trial's best checkpoint (also its early-stopping metric)
 OBJECTIVES = {
@@ -87,40 +53,7 @@ def check_objective(objective: str) -> str:
     return objective
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def load_space(path: str | None, known: set[str]) -> dict[str, dict[str, Any]]:
-    """The default space, or the YAML file ``path`` (checked)."""
-    if path is None:
-        return DEFAULT_SPACE
-    import yaml
-
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"{file}: search space file not found")
-    try:
-        space = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ValueError(f"{file}: invalid YAML: {err}") from None
-    return check_space(space, known, str(file))
-
-
-def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """One trial's settings from the space (optuna's ``suggest_*``)."""
-    values: dict[str, Any] = {}
-    for name, spec in space.items():
-        if name == "alpha_normalization" and values.get("alpha", spec) is None:
-            continue  # rescales an alpha: meaningless (and an error) without one, so not searched then
-        if spec["type"] == "categorical":
-            # optuna stores categorical choices as they are; None and mixed types are allowed
-            values[name] = trial.suggest_categorical(name, spec["choices"])
-        elif spec["type"] == "int":
-            values[name] = trial.suggest_int(name, int(spec["low"]), int(spec["high"]))
-        else:
-            values[name] = trial.suggest_float(name, spec["low"], spec["high"], log=spec["type"] == "log")
-    return values
+BASELINE = "baseline"  # user attribute of the trial that is the base configuration's own recipe
 
 
 def startup_trials(trials: int) -> int:
@@ -146,6 +79,7 @@ def tune(
     seed: int = 0,
     workers: int = 1,
     objective: str = "f1",
+    baseline: bool = True,
 ) -> Any:
     """Run (or resume) the study until it holds ``trials`` finished trials; returns the optuna study.
 
@@ -162,6 +96,9 @@ def tune(
             ``nerfocal tune`` commands on the same study directory also share its trials.
         objective: the dev score maximised (:data:`OBJECTIVES`); every trial also early-stops and
             keeps its checkpoint by it. A study keeps the objective it was started with.
+        baseline: a new study's first trial is the base configuration's own recipe (its values of the
+            searched settings), so the study measures the search against it on dev; skipped, with a
+            warning, when a value lies outside the space.
     """
     check_objective(objective)
     try:
@@ -206,6 +143,8 @@ def tune(
             f"--objective {objective}: the study in {out} maximises {recorded}; pass --objective {recorded} "
             "to resume it, or another --study-dir"
         )
+    if baseline and not existing:  # a new study only: a resumed one keeps the trials it was started with
+        _enqueue_baseline(created, base, space)
     study = optuna.load_study(
         study_name="nerfocal",
         storage=storage,
@@ -265,6 +204,14 @@ def tune(
     return study
 
 
+def _enqueue_baseline(study: Any, configs: tuple[Any, ...], space: dict[str, dict[str, Any]]) -> None:
+    point, why_not = baseline_point(configs, space)
+    if point is None:
+        logger.warning("nerfocal tune: no baseline trial: %s (every trial is sampled)", why_not)
+        return
+    study.enqueue_trial(point, user_attrs={BASELINE: True})
+
+
 def _start_workers(
     argv: list[str],
     trials: int,
@@ -308,19 +255,21 @@ def write_outputs(study: Any, out: Path, argv: list[str]) -> None:
     if not finished:
         raise ValueError(f"{out}: no finished trial to report")
     ranked = sorted(finished, key=lambda t: t.value, reverse=True)
-    names = list(ranked[0].params)
+    names = list(dict.fromkeys(n for t in ranked for n in t.params))  # a trial without alpha lacks some
     label = OBJECTIVES[study_objective(study)]
     lines = [
         f"# nerfocal tune: {len(finished)} trials, sorted by dev {label} (the test set is never used)",
         "",
+        *([baseline_line(study, label), ""] if baseline_trial(study) else []),
         f"| rank | trial | dev {label} | best epoch | " + " | ".join(names) + " |",
         "|---|---|---|---|" + "---|" * len(names),
     ]
     for rank, t in enumerate(ranked, 1):
         cells = " | ".join(f"{t.params.get(n)!s}" for n in names)
         epoch = t.user_attrs.get("best_epoch")
+        number = f"{t.number} (base config)" if t.user_attrs.get(BASELINE) else str(t.number)
         lines.append(
-            f"| {rank} | {t.number} | {100 * t.value:.2f} | {epoch if epoch is not None else ''} | {cells} |"
+            f"| {rank} | {number} | {100 * t.value:.2f} | {epoch if epoch is not None else ''} | {cells} |"
         )
     write_text(out / "trials.md", "\n".join(lines) + "\n")
     best = ranked[0]
@@ -336,6 +285,28 @@ def write_outputs(study: Any, out: Path, argv: list[str]) -> None:
         config.pop(key, None)
     write_text(out / "best.yaml", yaml.safe_dump(config, sort_keys=False))
     _plot(finished, out / "trials.png", label)
+
+
+def baseline_trial(study: Any) -> Any:
+    """The finished trial that ran the base configuration's own recipe, or None."""
+    import optuna
+
+    complete = optuna.trial.TrialState.COMPLETE
+    return next((t for t in study.trials if t.user_attrs.get(BASELINE) and t.state == complete), None)
+
+
+def baseline_line(study: Any, label: str = OBJECTIVES["f1"]) -> str:
+    """One sentence: the best trial against the base configuration's own recipe, on dev."""
+    base, best = baseline_trial(study), study.best_trial
+    if best.number == base.number:
+        return (
+            f"No trial beat the base configuration's own recipe (trial {base.number}, dev {label} "
+            f"{100 * base.value:.2f}): best.yaml is that recipe."
+        )
+    return (
+        f"The best trial, {best.number}, scored {100 * (best.value - base.value):+.2f} dev {label} over the "
+        f"base configuration's own recipe (trial {base.number}, {100 * base.value:.2f})."
+    )
 
 
 def study_objective(study: Any) -> str:

@@ -337,7 +337,7 @@ def test_the_tune_command_keeps_the_protocol_and_never_passes_the_test_file() ->
     assert cmd[cmd.index("--trials") + 1] == "12" and cmd[cmd.index("--patience") + 1] == "2"
     assert cmd[cmd.index("--seed") + 1] == "1" and cmd[cmd.index("--train_file") + 1] == "t.txt"
     assert "--test_file" not in cmd and cmd[cmd.index("--study-dir") + 1] == str(Path("w/tune/conll2003_1"))
-    assert cmd[cmd.index("--workers") + 1] == "1"
+    assert cmd[cmd.index("--workers") + 1] == "1" and "--no-baseline" in cmd  # the tables' protocol
     cmd = convergence_tune.tune_command("wnut17", "wnut17", Path("t.txt"), 10.0, 12, Path("w"), workers=2)
     assert cmd[cmd.index("--workers") + 1] == "2"
 

@@ -228,3 +228,66 @@ def test_a_third_of_the_budget_explores_at_random_before_tpe() -> None:
     from nerfocal.tune import startup_trials
 
     assert [startup_trials(n) for n in (1, 6, 12, 30, 60)] == [3, 3, 4, 10, 20]
+
+
+def test_the_base_recipe_is_a_point_of_the_space_or_says_why_not(tmp_path: Path) -> None:
+    from nerfocal.tune import DEFAULT_SPACE
+    from nerfocal.tune_space import baseline_point
+
+    base = parse_config(["--learning_rate", "1e-4", "--gamma", "2", "--ce_warmup_epochs", "0.1"])
+    point, _ = baseline_point(base, DEFAULT_SPACE)
+    assert point == {
+        "learning_rate": 1e-4,
+        "gamma": 2.0,
+        "prior_init": True,
+        "ce_warmup_epochs": 0.1,
+        "alpha": None,
+        "loss": "focal",
+    }  # no alpha_normalization: not searched without an alpha
+    alpha = parse_config(["--alpha", "auto", "--alpha_normalization", "prior"])
+    point, _ = baseline_point(alpha, DEFAULT_SPACE)
+    assert point is not None and point["alpha"] == "auto" and point["alpha_normalization"] == "prior"
+    assert baseline_point(parse_config(["--loss", "ce"]), {"prior_init": DEFAULT_SPACE["prior_init"]}) == (
+        {"prior_init": False},
+        "",
+    )  # the default prior_init: off for CE
+    assert baseline_point(parse_config(["--learning_rate", "5e-4"]), DEFAULT_SPACE) == (
+        None,
+        "its learning_rate 0.0005 is outside the search space",
+    )
+    assert baseline_point(parse_config(["--alpha", "0.5"]), DEFAULT_SPACE)[0] is None  # not a choice
+    space = {"prior_init": {"type": "categorical", "choices": [1, 0]}}  # True is not the choice 1
+    assert baseline_point(parse_config([]), space)[0] is None
+
+
+def test_a_new_study_runs_the_base_recipe_first_and_says_what_the_search_gained(
+    encoder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [*_argv(encoder, tmp_path, 2), "--learning_rate", "2e-4", "--gamma", "1.5"]
+    assert main(argv) == 0
+    study_dir = tmp_path / "study"
+    study = optuna.load_study(study_name="nerfocal", storage=f"sqlite:///{study_dir / 'study.db'}")
+    first = study.trials[0]
+    assert first.params == {"learning_rate": 2e-4, "gamma": 1.5} and first.user_attrs["baseline"]
+    assert not study.trials[1].user_attrs.get("baseline")
+    table = (study_dir / "trials.md").read_text(encoding="utf-8")
+    assert "0 (base config)" in table and "base configuration's own recipe (trial 0" in table
+    assert "base configuration's own recipe (trial 0" in capsys.readouterr().out
+    # resumed, the study gets no second baseline; --no-baseline samples every trial of a new one
+    assert main([*argv[:2], "3", *argv[3:]]) == 0
+    study = optuna.load_study(study_name="nerfocal", storage=f"sqlite:///{study_dir / 'study.db'}")
+    assert sum(1 for t in study.trials if t.user_attrs.get("baseline")) == 1 and len(study.trials) == 3
+    other = tmp_path / "other"
+    other.mkdir()
+    assert main([*_argv(encoder, other, 1), "--learning_rate", "2e-4", "--no-baseline"]) == 0
+    lone = optuna.load_study(study_name="nerfocal", storage=f"sqlite:///{other / 'study' / 'study.db'}")
+    assert not lone.trials[0].user_attrs.get("baseline") and lone.trials[0].params["learning_rate"] != 2e-4
+
+
+def test_a_base_recipe_outside_the_space_is_a_warning_and_every_trial_is_sampled(
+    encoder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert main([*_argv(encoder, tmp_path, 1), "--learning_rate", "5e-5"]) == 0  # SPACE starts at 1e-4
+    assert "no baseline trial: its learning_rate 5e-05 is outside the search space" in caplog.text
+    study = optuna.load_study(study_name="nerfocal", storage=f"sqlite:///{tmp_path / 'study' / 'study.db'}")
+    assert not study.trials[0].user_attrs.get("baseline")

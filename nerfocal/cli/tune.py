@@ -13,6 +13,9 @@ focal_adaptive, ce); --search-space FILE.yaml replaces it:
     gamma: {type: float, low: 0.5, high: 3.0}
     alpha: {type: categorical, choices: [null, auto]}
 
+The first trial of a new study is the base configuration's own recipe (its learning rate, gamma, ...
+as given or by default), so trials.md says how much the search gains over what `nerfocal train CONFIG`
+would run, and best.yaml is never a recipe that did worse on dev (--no-baseline: every trial sampled).
 Interrupting keeps the finished trials; the same command resumes (--trials counts them).
 --workers N trains N trials side by side on the same study (each process gets its share of the
 threads); another nerfocal tune started on the same --study-dir joins the search.
@@ -45,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         help="dev score to maximise; each trial also early-stops on it (default f1; macro_f1 weighs the "
         "rare types as much as the frequent ones; viterbi_*: decoded as nerfocal predict decodes)",
     )  # fmt: skip
+    parser.add_argument(
+        "--no-baseline", "--no_baseline", action="store_true",
+        help="do not run the base configuration's own recipe as the first trial of a new study",
+    )  # fmt: skip
     if "-h" in argv or "--help" in argv:
         parser.print_help()
         print("\nEvery other option is a training option (nerfocal train --help).")
@@ -55,11 +62,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nerfocal tune: error: --{name}: expected an integer >= 1", file=sys.stderr)
             return 2
     try:
-        from nerfocal.tune import tune
+        from nerfocal.tune import OBJECTIVES, baseline_line, baseline_trial, tune
 
         study = tune(
             train_argv, args.trials, args.study_dir, space_file=args.search_space,
             patience=args.patience, seed=args.sampler_seed, workers=args.workers, objective=args.objective,
+            baseline=not args.no_baseline,
         )  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         print(f"nerfocal tune: error: {err}", file=sys.stderr)
@@ -76,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         f"best trial {best.number}: dev {args.objective} {100 * best.value:.2f} with {best.params}; "
         f"train it with: nerfocal train {args.study_dir}/best.yaml"
     )
+    if baseline_trial(study) is not None:
+        print(baseline_line(study, OBJECTIVES[args.objective]))
     return 0
 
 
