@@ -264,7 +264,7 @@ def render(table: dict[str, dict[Row, list[dict[str, Any]]]], args: Any) -> str:
         else ""
     )
     lines = [
-        "## Document context (FLERT): context_size 0 / 64 / 128"
+        f"## Document context (FLERT): context_size {' / '.join(map(str, sorted(set(args.sizes) | {0})))}"
         + (" on the full CoNLL-2003" if args.subset >= 1 else ""),
         "",
         f"Command: `{command_line()}`  ",
