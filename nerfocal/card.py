@@ -274,9 +274,10 @@ def _loss_section(run: dict[str, Any]) -> str:
         if key in config:
             value = "`null`" if config[key] is None else f"`{config[key]}`"
             if key == "prior_init" and config[key] is None:
-                from nerfocal.config import FOCAL_FAMILY
+                from nerfocal.losses import resolve_prior_init
 
-                value += f" (default: {'on' if config.get('loss') in FOCAL_FAMILY else 'off'} for this loss)"
+                default = "on" if resolve_prior_init(None, config.get("loss")) else "off"
+                value += f" (default: {default} for this loss)"
             lines.append(f"| `{key}` | {value} |")
     weights = (run.get("results") or {}).get("train", {}).get("alpha")
     if weights:  # the vector the loss used, after alpha_normalization; in id order (the json sorts its keys)

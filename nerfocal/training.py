@@ -157,7 +157,7 @@ def build_model(model_cfg: Any, loss_cfg: Any, prepared: PreparedData) -> Any:
 
     from nerfocal.head import load_for_finetuning
     from nerfocal.loading import resolve_model_path, wrap_loading_errors
-    from nerfocal.losses import FOCAL_FAMILY
+    from nerfocal.losses import resolve_prior_init
     from nerfocal.trainer import find_classifier, init_classifier_bias
 
     model_path = resolve_model_path(model_cfg.model_name_or_path)
@@ -171,7 +171,7 @@ def build_model(model_cfg: Any, loss_cfg: Any, prepared: PreparedData) -> Any:
     model.config.nerfocal_max_length = prepared.max_length  # predict/evaluate window like training
     model.config.nerfocal_context_size = prepared.context_size  # ... and read the same document context
     model.config.nerfocal_context_pack = prepared.context_pack
-    prior = model_cfg.prior_init if model_cfg.prior_init is not None else loss_cfg.loss in FOCAL_FAMILY
+    prior = resolve_prior_init(model_cfg.prior_init, loss_cfg.loss)
     if prior and new_rows:
         head = find_classifier(model)
         kept = head.bias.detach().clone() if head.bias is not None else None

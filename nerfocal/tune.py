@@ -260,7 +260,7 @@ def write_outputs(study: Any, out: Path, argv: list[str]) -> None:
     lines = [
         f"# nerfocal tune: {len(finished)} trials, sorted by dev {label} (the test set is never used)",
         "",
-        *([baseline_line(study, label), ""] if baseline_trial(study) else []),
+        *([line, ""] if (line := baseline_line(study, label)) else []),
         f"| rank | trial | dev {label} | best epoch | " + " | ".join(names) + " |",
         "|---|---|---|---|" + "---|" * len(names),
     ]
@@ -295,9 +295,12 @@ def baseline_trial(study: Any) -> Any:
     return next((t for t in study.trials if t.user_attrs.get(BASELINE) and t.state == complete), None)
 
 
-def baseline_line(study: Any, label: str = OBJECTIVES["f1"]) -> str:
-    """One sentence: the best trial against the base configuration's own recipe, on dev."""
+def baseline_line(study: Any, label: str = OBJECTIVES["f1"]) -> str | None:
+    """One sentence: the best trial against the base configuration's own recipe, on dev (None: the
+    study has no finished baseline trial)."""
     base, best = baseline_trial(study), study.best_trial
+    if base is None:
+        return None
     if best.number == base.number:
         return (
             f"No trial beat the base configuration's own recipe (trial {base.number}, dev {label} "

@@ -103,10 +103,10 @@ def baseline_point(
         if not owners:
             return None, f"{name} is not a setting of the base configuration"
         value = getattr(owners[0], name)
-        if name == "prior_init" and value is None:  # its default: on for the focal losses (training.py)
-            from nerfocal.losses import FOCAL_FAMILY
+        if name == "prior_init":  # unset: what training does with it
+            from nerfocal.losses import resolve_prior_init
 
-            value = next(c.loss for c in configs if hasattr(c, "loss")) in FOCAL_FAMILY
+            value = resolve_prior_init(value, next(c.loss for c in configs if hasattr(c, "loss")))
         point = _in_space(value, spec)
         if point is _OUTSIDE:
             return None, f"its {name} {value!r} is outside the search space"

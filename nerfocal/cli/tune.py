@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nerfocal tune: error: --{name}: expected an integer >= 1", file=sys.stderr)
             return 2
     try:
-        from nerfocal.tune import OBJECTIVES, baseline_line, baseline_trial, tune
+        from nerfocal.tune import OBJECTIVES, baseline_line, tune
 
         study = tune(
             train_argv, args.trials, args.study_dir, space_file=args.search_space,
@@ -84,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         f"best trial {best.number}: dev {args.objective} {100 * best.value:.2f} with {best.params}; "
         f"train it with: nerfocal train {args.study_dir}/best.yaml"
     )
-    if baseline_trial(study) is not None:
-        print(baseline_line(study, OBJECTIVES[args.objective]))
+    line = baseline_line(study, OBJECTIVES[args.objective])
+    if line:
+        print(line)
     return 0
 
 

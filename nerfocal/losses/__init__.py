@@ -73,6 +73,7 @@ __all__ = [
     "margin_loss",
     "normalize_alpha",
     "resolve_alpha",
+    "resolve_prior_init",
     "soft_margin_loss",
 ]
 
@@ -122,6 +123,13 @@ LOSSES: dict[str, LossSpec] = {
 }
 LOSS_NAMES = tuple(LOSSES)
 FOCAL_FAMILY = tuple(name for name, spec in LOSSES.items() if spec.focal_family)
+
+
+def resolve_prior_init(prior_init: bool | None, loss: str | None) -> bool:
+    """``prior_init`` as training applies it: unset (``None``) is on for the focal losses, off otherwise."""
+    return prior_init if prior_init is not None else loss in FOCAL_FAMILY
+
+
 # keyword parameters each loss accepts besides `reduction`
 LOSS_PARAMS: dict[str, tuple[str, ...]] = {name: (*spec.options, "alpha") for name, spec in LOSSES.items()}
 
