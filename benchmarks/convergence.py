@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from common import (
     run,
     write_section,
 )
+from convergence_table import against, fmt, mean_time_to_best, rarest, shared_seeds, viterbi_cell
 
 RESULTS = ROOT / "benchmarks" / "results" / "convergence.jsonl"
 IMG = ROOT / "docs" / "img"  # the figures of the rendered section
@@ -244,44 +244,32 @@ def main(args: Any) -> None:
     write_section("convergence", render(table, chosen, args, notes))
 
 
-def _fmt(values: list[float], scale: float = 100.0) -> str:
-    if not values:
-        return "-"
-    mean = scale * statistics.fmean(values)
-    if len(values) == 1:
-        return f"{mean:.1f}"
-    return f"{mean:.1f} ± {scale * statistics.stdev(values):.1f}"
-
-
-def _viterbi(test: list[dict[str, Any]]) -> str:
-    """Test F1 / macro F1 under constrained Viterbi decoding; "-" unless every seed's run has them (runs
-    before 2026-12-03 scored argmax only)."""
-    if not all("viterbi_f1" in t for t in test):
-        return "-"
-    return f"{_fmt([t['viterbi_f1'] for t in test])} / {_fmt([t['viterbi_macro_f1'] for t in test])}"
-
-
-def _rarest(dataset: str, runs: list[dict[str, Any]]) -> str:
-    per_type = runs[0]["test"].get("per_type") or {}
-    return min(per_type, key=lambda t: per_type[t].get("support", 0)) if per_type else "-"
-
-
-def _time_to_best(result: dict[str, Any]) -> float:
-    if result.get("resumed"):
-        return float("nan")  # the time before the interruption is not known
-    train = result["train"]
-    steps = train.get("best_step")
-    total = train.get("train_steps") or train.get("global_step")
-    runtime = float(train.get("train_runtime", 0.0))
-    if steps and total:
-        return runtime * steps / total
-    return runtime
-
-
-def _mean_time_to_best(runs: list[dict[str, Any]]) -> str:
-    """The mean over the runs whose time is known (a resumed run's is not); "-" when none is."""
-    known = [t for t in map(_time_to_best, runs) if not math.isnan(t)]
-    return f"{statistics.fmean(known):.0f}" if known else "-"
+def grid_line(
+    dataset: str, by_row: dict[str, list[dict[str, Any]]], chosen: dict[Any, float], args: Any
+) -> str:
+    """Each row's seed-1 dev F1 at every rate of ``--lrs`` that has run, the chosen one in bold type."""
+    epochs = _epochs(dataset, args)
+    seed1 = [r for r in load_results().values() if r["dataset"] == dataset and r["seed"] == 1]
+    parts = []
+    for row in by_row:
+        scores = {r["lr"]: r["validation"]["f1"] for r in seed1 if r["row"] == row and r["epochs"] == epochs}
+        scores = {lr: f for lr, f in sorted(scores.items()) if any(math.isclose(lr, x) for x in args.lrs)}
+        if row == convergence_tune.TUNED or not scores:
+            continue
+        best = chosen.get((dataset, row))
+        cells = [
+            f"**{lr:g}: {100 * f:.1f}**" if lr == best else f"{lr:g}: {100 * f:.1f}"
+            for lr, f in scores.items()
+        ]
+        parts.append(f"{row} {', '.join(cells)}")
+    if not parts:
+        return ""
+    return (
+        "Learning-rate grid, seed-1 dev F1 at each rate run (**the chosen rate**; a rate of "
+        f"{', '.join(f'{lr:g}' for lr in args.lrs)} that a row lacks was not run for it): "
+        + "; ".join(parts)
+        + "."
+    )
 
 
 def render(
@@ -313,7 +301,7 @@ def render(
     for dataset, by_row in table.items():
         reference = by_row.get("reference_ce")
         first = next(iter(by_row.values()))
-        rare = _rarest(dataset, first)
+        rare = rarest(dataset, first)
         lines += [
             f"### {dataset}",
             "",
@@ -325,31 +313,29 @@ def render(
             test = [r["test"] for r in runs]
             lines.append(
                 f"| {ROWS[row][0]} (`{row}`) | {chosen.get((dataset, row), runs[0]['lr']):g} | "
-                f"{','.join(str(r['seed']) for r in runs)} | {_fmt([t['f1'] for t in test])} | "
-                f"{_fmt([t['macro_f1'] for t in test])} | {_fmt([t['precision'] for t in test])} | "
-                f"{_fmt([t['recall'] for t in test])} | "
-                f"{_fmt([t['per_type'].get(rare, {}).get('f1', 0.0) for t in test])} | "
-                f"{_fmt([t['ece'] for t in test])} | "
-                f"{_fmt([r['train'].get('best_epoch') or 0 for r in runs], 1.0)} | "
-                f"{_mean_time_to_best(runs)} | {_viterbi(test)} |"
+                f"{','.join(str(r['seed']) for r in runs)} | {fmt([t['f1'] for t in test])} | "
+                f"{fmt([t['macro_f1'] for t in test])} | {fmt([t['precision'] for t in test])} | "
+                f"{fmt([t['recall'] for t in test])} | "
+                f"{fmt([t['per_type'].get(rare, {}).get('f1', 0.0) for t in test])} | "
+                f"{fmt([t['ece'] for t in test])} | "
+                f"{fmt([r['train'].get('best_epoch') or 0 for r in runs], 1.0)} | "
+                f"{mean_time_to_best(runs)} | {viterbi_cell(test)} |"
             )
         if reference:
-            ref = statistics.fmean(r["test"]["f1"] for r in reference)
-            ref_macro = statistics.fmean(r["test"]["macro_f1"] for r in reference)
             deltas = [
-                f"{row} {100 * (statistics.fmean(r['test']['f1'] for r in runs) - ref):+.1f} F1 / "
-                f"{100 * (statistics.fmean(r['test']['macro_f1'] for r in runs) - ref_macro):+.1f} macro"
+                f"{row} {against(runs, reference, 'f1')} F1 / {against(runs, reference, 'macro_f1')} macro"
                 for row, runs in by_row.items()
-                if row != "reference_ce"
+                if row != "reference_ce" and shared_seeds(runs, reference)
             ]
             if deltas:
                 lines += ["", "Against the reference recipe (seed means): " + "; ".join(deltas) + "."]
             if all("viterbi_f1" in r["test"] for r in reference):
-                ref_v = statistics.fmean(r["test"]["viterbi_f1"] for r in reference)
                 viterbi = [
-                    f"{row} {100 * (statistics.fmean(r['test']['viterbi_f1'] for r in runs) - ref_v):+.1f}"
+                    f"{row} {against(runs, reference, 'viterbi_f1')}"
                     for row, runs in by_row.items()
-                    if row != "reference_ce" and all("viterbi_f1" in r["test"] for r in runs)
+                    if row != "reference_ce"
+                    and shared_seeds(runs, reference)
+                    and all("viterbi_f1" in r["test"] for r in runs)
                 ]
                 if viterbi:
                     lines += [
@@ -357,6 +343,8 @@ def render(
                         "Both sides decoded with constrained Viterbi (what `nerfocal predict` does by default), "
                         "F1 against the reference read the same way: " + "; ".join(viterbi) + ".",
                     ]
+        grid = grid_line(dataset, by_row, chosen, args)
+        lines += ["", grid] if grid else []
         lines += [f"\n{note}" for note in (notes or {}).get(dataset, [])]
         lines.append("")
     shares = {d: share for d, (base, share) in SUBSETS.items() if base == "conll2003"}

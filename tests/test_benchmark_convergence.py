@@ -21,6 +21,7 @@ import benchmark
 import common
 import convergence
 import convergence_plots
+import convergence_table
 import convergence_tune
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -130,6 +131,25 @@ def test_tables_give_the_seed_mean_and_std_of_the_cached_runs(rendered: dict[str
         in wnut
     )
     assert "### conll2003\n" not in text  # no run of the full set: no section, no crash
+
+
+def test_a_row_on_fewer_seeds_is_compared_on_the_seeds_both_ran(rendered: dict[str, Path]) -> None:
+    text = rendered["doc"].read_text(encoding="utf-8")
+    # 5%: the reference ran seeds 1-2 (50, 60), the default seed 1 only (70): +20.0 on seed 1, not +15.0
+    five = text.split("### conll2003_5")[1].split("###")[0]
+    assert "default +20.0 (seed 1) F1 / +10.0 (seed 1) macro" in five
+    # 1%: both ran seeds 1-2, so the comparison names no seeds
+    one = text.split("### conll2003_1")[1].split("###")[0]
+    assert "default +2.0 F1 / +1.0 macro" in one
+
+
+def test_the_grid_line_gives_every_rate_run_on_seed_1_and_marks_the_choice(rendered: dict[str, Path]) -> None:
+    text = rendered["doc"].read_text(encoding="utf-8")
+    wnut = text.split("### wnut17")[1].split("###")[0]
+    # seed-1 dev F1: 40.0 at 1e-4 (chosen), 20.0 at 2e-4; the alpha row ran 1e-4 only
+    assert "Learning-rate grid, seed-1 dev F1" in wnut
+    assert "default **0.0001: 40.0**, 0.0002: 20.0" in wnut
+    assert "focal_alpha_auto_norm **0.0001: 33.0**." in wnut
 
 
 def test_figures_are_written_and_linked(rendered: dict[str, Path]) -> None:
@@ -264,10 +284,10 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(
     assert record is not None and record["resumed"]
     cmd, log = commands[-1]
     assert cmd[-len(resume_flags) :] == resume_flags and log == "log_resumed.txt"
-    assert convergence._time_to_best(record) != convergence._time_to_best(record)  # NaN: time unknown
-    assert convergence._mean_time_to_best([record]) == "-"
+    assert convergence_table.time_to_best(record) != convergence_table.time_to_best(record)  # NaN: time unknown
+    assert convergence_table.mean_time_to_best([record]) == "-"
     known = {"train": {"train_runtime": 100.0, "best_step": 5, "global_step": 10}}
-    assert convergence._mean_time_to_best([record, known]) == "50"  # the resumed run is left out
+    assert convergence_table.mean_time_to_best([record, known]) == "50"  # the resumed run is left out
     (tmp_path / "results.jsonl").unlink()
     assert not (out / "checkpoint-40").exists()  # a finished run keeps its metrics only
     fresh = convergence.run_one("wnut17", row, 1e-4, 1, args, tmp_path / "work")

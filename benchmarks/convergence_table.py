@@ -1,0 +1,66 @@
+"""The convergence tables' cells: seed means ± std, time to the best checkpoint, comparisons with
+the reference recipe (over the seeds both rows ran). No state: convergence.py renders with these."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+
+def fmt(values: list[float], scale: float = 100.0) -> str:
+    if not values:
+        return "-"
+    mean = scale * statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.1f}"
+    return f"{mean:.1f} ± {scale * statistics.stdev(values):.1f}"
+
+
+def viterbi_cell(test: list[dict[str, Any]]) -> str:
+    """Test F1 / macro F1 under constrained Viterbi decoding; "-" unless every seed's run has them (runs
+    before 2026-12-03 scored argmax only)."""
+    if not all("viterbi_f1" in t for t in test):
+        return "-"
+    return f"{fmt([t['viterbi_f1'] for t in test])} / {fmt([t['viterbi_macro_f1'] for t in test])}"
+
+
+def rarest(dataset: str, runs: list[dict[str, Any]]) -> str:
+    per_type = runs[0]["test"].get("per_type") or {}
+    return min(per_type, key=lambda t: per_type[t].get("support", 0)) if per_type else "-"
+
+
+def time_to_best(result: dict[str, Any]) -> float:
+    if result.get("resumed"):
+        return float("nan")  # the time before the interruption is not known
+    train = result["train"]
+    steps = train.get("best_step")
+    total = train.get("train_steps") or train.get("global_step")
+    runtime = float(train.get("train_runtime", 0.0))
+    if steps and total:
+        return runtime * steps / total
+    return runtime
+
+
+def mean_time_to_best(runs: list[dict[str, Any]]) -> str:
+    """The mean over the runs whose time is known (a resumed run's is not); "-" when none is."""
+    known = [t for t in map(time_to_best, runs) if not math.isnan(t)]
+    return f"{statistics.fmean(known):.0f}" if known else "-"
+
+
+def shared_seeds(runs: list[dict[str, Any]], reference: list[dict[str, Any]]) -> list[int]:
+    return sorted({r["seed"] for r in runs} & {r["seed"] for r in reference})
+
+
+def against(runs: list[dict[str, Any]], reference: list[dict[str, Any]], field: str) -> str:
+    """The row's mean ``field`` minus the reference's over the seeds both ran (named when that is not
+    every seed of the reference: a row run on fewer seeds is compared on those seeds only)."""
+    seeds = shared_seeds(runs, reference)
+    mean = {
+        side: statistics.fmean(r["test"][field] for r in group if r["seed"] in seeds)
+        for side, group in (("row", runs), ("ref", reference))
+    }
+    which = (
+        "" if len(seeds) == len(reference) else f" (seed{'s' * (len(seeds) > 1)} {','.join(map(str, seeds))})"
+    )
+    return f"{100 * (mean['row'] - mean['ref']):+.1f}{which}"
