@@ -46,6 +46,7 @@ from common import (
     run,
     write_section,
 )
+from convergence_table import against, shared_seeds
 
 RESULTS = ROOT / "benchmarks" / "results" / "context.jsonl"
 
@@ -310,6 +311,7 @@ def render(table: dict[str, dict[Row, list[dict[str, Any]]]], args: Any) -> str:
                 f"{train_s:.0f} | {f'{train_s / base_train:.2f}' if base_train else '-'} | {speed:.1f} | "
                 f"{f'{speed / base_speed:.2f}' if base_speed else '-'} |"
             )
+        lines += ["", gains_line(rows)] if gains_line(rows) else []
         if slower:
             lines += [
                 "",
@@ -334,6 +336,17 @@ def packs(size: int, pack: int) -> bool:
 
 def _packing(pack: int, batch: int) -> str:
     return (f", packed {pack}" if pack else "") + (f" (batch {batch})" if batch != BATCH else "")
+
+
+def gains_line(rows: dict[Row, list[dict[str, Any]]]) -> str:
+    """Each context row's test F1 minus context 0's, same recipe, over the seeds both ran (the target)."""
+    gains = [
+        f"{size}{_packing(pack, batch)} `{recipe}` {against(runs, rows[(0, 0, BATCH, recipe)], 'f1')}"
+        for (size, pack, batch, recipe), runs in sorted(rows.items())
+        if size and shared_seeds(runs, rows.get((0, 0, BATCH, recipe), []))
+    ]
+    head = "Test F1 against context 0, same recipe, over the seeds both ran: "
+    return head + "; ".join(gains) + "." if gains else ""
 
 
 def control_line(rows: dict[Row, list[dict[str, Any]]]) -> str:

@@ -83,6 +83,21 @@ def test_the_wnut_control_is_met_only_when_every_size_gives_the_same_f1() -> Non
     assert "not checked" in context.control_line({(64, 0, 32, "ce"): [result(1, 0.3)]})
 
 
+def test_the_gain_over_context_0_is_taken_over_the_seeds_both_ran() -> None:
+    def result(seed: int, f1: float) -> dict:
+        return {"seed": seed, "test": {"f1": f1}}
+
+    rows = {
+        (0, 0, 32, "ce"): [result(1, 0.70), result(2, 0.74)],
+        (64, 0, 32, "ce"): [result(1, 0.71), result(2, 0.76)],  # +1.0 and +2.0: +1.5
+        (128, 0, 32, "ce"): [result(1, 0.69)],  # seed 1 only: -1.0 against 70, not -3.0 against 72
+        (64, 64, 13, "default"): [result(1, 0.9)],  # no context-0 run of its recipe: left out
+    }
+    line = context.gains_line(rows)
+    assert line.endswith("same recipe, over the seeds both ran: 64 `ce` +1.5; 128 `ce` -1.0 (seed 1).")
+    assert context.gains_line({(0, 0, 32, "ce"): [result(1, 0.7)]}) == ""
+
+
 def test_packed_rows_are_only_those_that_pack() -> None:
     assert context.packs(64, 64) and not context.packs(128, 64) and not context.packs(64, 0)
 

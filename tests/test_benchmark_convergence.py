@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -284,7 +285,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(
     assert record is not None and record["resumed"]
     cmd, log = commands[-1]
     assert cmd[-len(resume_flags) :] == resume_flags and log == "log_resumed.txt"
-    assert convergence_table.time_to_best(record) != convergence_table.time_to_best(record)  # NaN: time unknown
+    assert math.isnan(convergence_table.time_to_best(record))  # time unknown
     assert convergence_table.mean_time_to_best([record]) == "-"
     known = {"train": {"train_runtime": 100.0, "best_step": 5, "global_step": 10}}
     assert convergence_table.mean_time_to_best([record, known]) == "50"  # the resumed run is left out
