@@ -15,6 +15,7 @@ from common import (
     ROOT,
     command_line,
     machine,
+    mean_std,
     nerfocal_command,
     reference_command,
     run,
@@ -142,15 +143,6 @@ def _load(out: Path, seed: int) -> dict[str, Any]:
     return results
 
 
-def _fmt(values: list[float]) -> str:
-    if not values:
-        return "-"
-    mean = 100 * statistics.fmean(values)
-    if len(values) == 1:
-        return f"{mean:.1f}"
-    return f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}"
-
-
 def main(args: Any) -> None:
     work = Path(args.work_dir)
     rows = args.rows or list(ROWS)
@@ -199,9 +191,9 @@ def main(args: Any) -> None:
             ece_after = [t["ece"] for t in test]
             lines.append(
                 f"| {ROWS[row][0]} | {','.join(str(r['seed']) for r in runs)} | "
-                f"{_fmt([t['f1'] for t in test])} | {_fmt([t['macro_f1'] for t in test])} | "
-                f"{_fmt([t['per_type'].get(rare, {}).get('f1', 0.0) for t in test])} | "
-                f"{_fmt(ece_before)} -> {_fmt(ece_after)} | {_fmt([r['validation']['f1'] for r in runs])} | "
+                f"{mean_std([t['f1'] for t in test])} | {mean_std([t['macro_f1'] for t in test])} | "
+                f"{mean_std([t['per_type'].get(rare, {}).get('f1', 0.0) for t in test])} | "
+                f"{mean_std(ece_before)} -> {mean_std(ece_after)} | {mean_std([r['validation']['f1'] for r in runs])} | "
                 f"{statistics.fmean(r['train'].get('train_runtime', 0.0) for r in runs):.0f} |"
             )
         lines += ["", *_per_seed(by_row), "", *_verdict(dataset, by_row), ""]

@@ -6,6 +6,7 @@ import datetime as _dt
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,16 @@ def machine() -> str:
 
 def command_line() -> str:
     return "python " + " ".join([str(Path(sys.argv[0]).resolve().relative_to(ROOT)), *sys.argv[1:]])
+
+
+def mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    """A table cell: the mean of ``values`` x ``scale`` ± their std (the mean alone for one value; "-" for none)."""
+    if not values:
+        return "-"
+    mean = scale * statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {scale * statistics.stdev(values):.{digits}f}"
 
 
 def write_section(name: str, body: str) -> None:

@@ -42,6 +42,7 @@ from common import (
     command_line,
     keep_metrics_only,
     machine,
+    mean_std,
     nerfocal_command,
     run,
     write_section,
@@ -246,15 +247,6 @@ def run_one(
     return keep_metrics_only(results, record, out)
 
 
-def _fmt(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
-    if not values:
-        return "-"
-    mean = scale * statistics.fmean(values)
-    if len(values) == 1:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {scale * statistics.stdev(values):.{digits}f}"
-
-
 Row = tuple[int, int, int, str]  # (context_size, context_pack, batch size, recipe)
 
 
@@ -307,7 +299,7 @@ def render(table: dict[str, dict[Row, list[dict[str, Any]]]], args: Any) -> str:
                 )
             lines.append(
                 f"| {size}{_packing(pack, batch)} | {RECIPES[recipe][0]} | {','.join(str(r['seed']) for r in runs)} | "
-                f"{_fmt([r['test']['f1'] for r in runs])} | {_fmt([r['test']['macro_f1'] for r in runs])} | "
+                f"{mean_std([r['test']['f1'] for r in runs])} | {mean_std([r['test']['macro_f1'] for r in runs])} | "
                 f"{train_s:.0f} | {f'{train_s / base_train:.2f}' if base_train else '-'} | {speed:.1f} | "
                 f"{f'{speed / base_speed:.2f}' if base_speed else '-'} |"
             )

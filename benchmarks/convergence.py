@@ -38,12 +38,13 @@ from common import (
     command_line,
     keep_metrics_only,
     machine,
+    mean_std,
     nerfocal_command,
     reference_command,
     run,
     write_section,
 )
-from convergence_table import against, fmt, mean_time_to_best, rarest, shared_seeds, viterbi_cell
+from convergence_table import against, mean_time_to_best, rarest, shared_seeds, viterbi_cell
 
 RESULTS = ROOT / "benchmarks" / "results" / "convergence.jsonl"
 IMG = ROOT / "docs" / "img"  # the figures of the rendered section
@@ -313,12 +314,12 @@ def render(
             test = [r["test"] for r in runs]
             lines.append(
                 f"| {ROWS[row][0]} (`{row}`) | {chosen.get((dataset, row), runs[0]['lr']):g} | "
-                f"{','.join(str(r['seed']) for r in runs)} | {fmt([t['f1'] for t in test])} | "
-                f"{fmt([t['macro_f1'] for t in test])} | {fmt([t['precision'] for t in test])} | "
-                f"{fmt([t['recall'] for t in test])} | "
-                f"{fmt([t['per_type'].get(rare, {}).get('f1', 0.0) for t in test])} | "
-                f"{fmt([t['ece'] for t in test])} | "
-                f"{fmt([r['train'].get('best_epoch') or 0 for r in runs], 1.0)} | "
+                f"{','.join(str(r['seed']) for r in runs)} | {mean_std([t['f1'] for t in test])} | "
+                f"{mean_std([t['macro_f1'] for t in test])} | {mean_std([t['precision'] for t in test])} | "
+                f"{mean_std([t['recall'] for t in test])} | "
+                f"{mean_std([t['per_type'].get(rare, {}).get('f1', 0.0) for t in test])} | "
+                f"{mean_std([t['ece'] for t in test])} | "
+                f"{mean_std([r['train'].get('best_epoch') or 0 for r in runs], 1.0)} | "
                 f"{mean_time_to_best(runs)} | {viterbi_cell(test)} |"
             )
         if reference:

@@ -7,14 +7,7 @@ import math
 import statistics
 from typing import Any
 
-
-def fmt(values: list[float], scale: float = 100.0) -> str:
-    if not values:
-        return "-"
-    mean = scale * statistics.fmean(values)
-    if len(values) == 1:
-        return f"{mean:.1f}"
-    return f"{mean:.1f} ± {scale * statistics.stdev(values):.1f}"
+from common import mean_std
 
 
 def viterbi_cell(test: list[dict[str, Any]]) -> str:
@@ -22,7 +15,7 @@ def viterbi_cell(test: list[dict[str, Any]]) -> str:
     before 2026-12-03 scored argmax only)."""
     if not all("viterbi_f1" in t for t in test):
         return "-"
-    return f"{fmt([t['viterbi_f1'] for t in test])} / {fmt([t['viterbi_macro_f1'] for t in test])}"
+    return f"{mean_std([t['viterbi_f1'] for t in test])} / {mean_std([t['viterbi_macro_f1'] for t in test])}"
 
 
 def rarest(dataset: str, runs: list[dict[str, Any]]) -> str:

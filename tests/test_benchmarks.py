@@ -94,9 +94,9 @@ def test_run_one_reuses_cached_runs_and_skips_missing_ones(tmp_path):
 
 
 def test_fmt_gives_mean_and_sample_std_in_percent():
-    assert accuracy._fmt([]) == "-"
-    assert accuracy._fmt([0.3]) == "30.0"
-    assert accuracy._fmt([0.2, 0.3, 0.4]) == "30.0 ± 10.0"
+    assert common.mean_std([]) == "-"
+    assert common.mean_std([0.3]) == "30.0"
+    assert common.mean_std([0.2, 0.3, 0.4]) == "30.0 ± 10.0"
 
 
 def test_verdict_wnut_needs_plus_two_on_the_means():
