@@ -222,7 +222,9 @@ def main(args: Any) -> None:
                 best = convergence_tune.best_settings(trials) or convergence_tune.from_results(
                     [r for r in load_results().values() if r["dataset"] == dataset]
                 )
-                if best is not None:
+                if best is not None and best["trials"] < args.tune_trials and args.cached_only:
+                    notes.setdefault(dataset, []).append(convergence_tune.progress_note(dataset, best, args))
+                elif best is not None:
                     chosen[(dataset, row)] = best["params"]["learning_rate"]
                     tuned[dataset] = best
                     notes.setdefault(dataset, []).append(

@@ -94,6 +94,14 @@ def from_results(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(saved, key=lambda t: t["trials"]) if saved else None
 
 
+def progress_note(dataset: str, summary: dict[str, Any], args: Any) -> str:
+    """The line for a search that has not finished its trials (``--cached-only`` mid-search): no best yet."""
+    return (
+        f"`tuned` on {dataset}: the search is under way, {summary['trials']} of {args.tune_trials} trials "
+        f"finished ({summary['search_seconds']:.0f} s of training); the row trains once they all have."
+    )
+
+
 def search_note(dataset: str, summary: dict[str, Any], default_dev: float | None) -> str:
     """One line under a table: what the search cost and found, against the default's seed-1 dev F1."""
     params = ", ".join(

@@ -351,6 +351,13 @@ def test_the_tuned_row_trains_the_best_trial_at_its_rate_and_keeps_the_search_fo
     assert "(`tuned`) | 5e-05 | 1,2 |" in text
     assert "ran 2 trials" in text and "dev F1 61.0" in text and "against 45.0 for the default" in text
     assert "(+16.0)" in text
+    # cached-only in the middle of a search (1 of 2 trials): no best trial is claimed and nothing trains
+    monkeypatch.setattr(convergence_tune, "finished_trials", lambda work, dataset: trials[:1])
+    monkeypatch.setattr(convergence, "load_results", lambda: {r["key"]: r for r in records})
+    convergence.main(_args(datasets=["wnut17"], rows=["default", "tuned"], seeds=[1, 2], tune_trials=2))
+    text = rendered[-1]
+    assert "(`tuned`)" not in text and "reached dev F1" not in text
+    assert "`tuned` on wnut17: the search is under way, 1 of 2 trials finished (50 s of training)" in text
 
 
 def test_the_tune_command_keeps_the_protocol_and_never_passes_the_test_file() -> None:
