@@ -291,3 +291,16 @@ def test_a_base_recipe_outside_the_space_is_a_warning_and_every_trial_is_sampled
     assert "no baseline trial: its learning_rate 5e-05 is outside the search space" in caplog.text
     study = optuna.load_study(study_name="nerfocal", storage=f"sqlite:///{tmp_path / 'study' / 'study.db'}")
     assert not study.trials[0].user_attrs.get("baseline")
+
+
+def test_the_shipped_small_encoder_space_is_the_default_with_another_learning_rate_range() -> None:
+    from nerfocal.config import build_parser
+    from nerfocal.tune_space import DEFAULT_SPACE, load_space
+
+    known = {a.dest for a in build_parser()._actions}
+    path = Path(__file__).resolve().parents[1] / "configs" / "tune" / "small_encoder.yaml"
+    space = load_space(str(path), known)
+    assert space["learning_rate"] == {"type": "log", "low": 5e-5, "high": 5e-4}
+    assert {k: v for k, v in space.items() if k != "learning_rate"} == {
+        k: v for k, v in DEFAULT_SPACE.items() if k != "learning_rate"
+    }
