@@ -303,7 +303,7 @@ def render(table: dict[str, dict[Row, list[dict[str, Any]]]], args: Any) -> str:
                 f"{train_s:.0f} | {f'{train_s / base_train:.2f}' if base_train else '-'} | {speed:.1f} | "
                 f"{f'{speed / base_speed:.2f}' if base_speed else '-'} |"
             )
-        lines += ["", gains_line(rows)] if gains_line(rows) else []
+        lines += ["", gains] if (gains := gains_line(rows)) else []
         if slower:
             lines += [
                 "",

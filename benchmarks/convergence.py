@@ -219,12 +219,18 @@ def main(args: Any) -> None:
                     dataset, SUBSETS[dataset][0], subset_train_file(dataset, work) if not args.cached_only
                     else Path(), _epochs(dataset, args), args, work,
                 )  # fmt: skip
-                best = convergence_tune.best_settings(trials) or convergence_tune.from_results(
+                best = convergence_tune.best_settings(trials)
+                saved = convergence_tune.from_results(
                     [r for r in load_results().values() if r["dataset"] == dataset]
                 )
-                if best is not None and best["trials"] < args.tune_trials and args.cached_only:
+                if saved is not None and (
+                    best is None or (args.cached_only and best["trials"] < args.tune_trials)
+                ):
+                    best = saved  # the search the row was trained from (a study can end short: failed trials)
+                elif best is not None and best["trials"] < args.tune_trials and args.cached_only:
                     notes.setdefault(dataset, []).append(convergence_tune.progress_note(dataset, best, args))
-                elif best is not None:
+                    continue
+                if best is not None:
                     chosen[(dataset, row)] = best["params"]["learning_rate"]
                     tuned[dataset] = best
                     notes.setdefault(dataset, []).append(
@@ -261,7 +267,9 @@ def grid_line(
             continue
         best = chosen.get((dataset, row))
         cells = [
-            f"**{lr:g}: {100 * f:.1f}**" if lr == best else f"{lr:g}: {100 * f:.1f}"
+            f"**{lr:g}: {100 * f:.1f}**"
+            if best is not None and math.isclose(lr, best)
+            else f"{lr:g}: {100 * f:.1f}"
             for lr, f in scores.items()
         ]
         parts.append(f"{row} {', '.join(cells)}")

@@ -46,14 +46,16 @@ def shared_seeds(runs: list[dict[str, Any]], reference: list[dict[str, Any]]) ->
 
 
 def against(runs: list[dict[str, Any]], reference: list[dict[str, Any]], field: str) -> str:
-    """The row's mean ``field`` minus the reference's over the seeds both ran (named when that is not
-    every seed of the reference: a row run on fewer seeds is compared on those seeds only)."""
+    """The row's mean ``field`` minus the reference's over the seeds both ran, named unless both ran the
+    same seeds (a row on fewer or other seeds than the reference is compared on the shared ones only);
+    "-" when they share none."""
     seeds = shared_seeds(runs, reference)
+    if not seeds:
+        return "-"
     mean = {
         side: statistics.fmean(r["test"][field] for r in group if r["seed"] in seeds)
         for side, group in (("row", runs), ("ref", reference))
     }
-    which = (
-        "" if len(seeds) == len(reference) else f" (seed{'s' * (len(seeds) > 1)} {','.join(map(str, seeds))})"
-    )
+    same = len(seeds) == len({r["seed"] for r in runs}) == len({r["seed"] for r in reference})
+    which = "" if same else f" (seed{'s' * (len(seeds) > 1)} {','.join(map(str, seeds))})"
     return f"{100 * (mean['row'] - mean['ref']):+.1f}{which}"

@@ -153,6 +153,37 @@ def test_the_grid_line_gives_every_rate_run_on_seed_1_and_marks_the_choice(rende
     assert "focal_alpha_auto_norm **0.0001: 33.0**." in wnut
 
 
+def test_the_grid_line_keeps_only_seed_1_runs_of_the_grid_at_the_protocol_epochs(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    records = [
+        _record("conll2003_5", "default", 1, 0.70, lr=1e-4),
+        _record("conll2003_5", "default", 1, 0.80, lr=2e-4),
+        _record("conll2003_5", "default", 2, 0.99, lr=3e-4),  # seed 2: not part of the grid
+        _record("conll2003_5", "default", 1, 0.95, lr=5e-4),  # outside --lrs
+        {**_record("conll2003_5", "default", 1, 0.97, lr=3e-4), "epochs": 20.0},  # another protocol
+        _record("conll2003_5", "tuned", 1, 0.90, lr=2.3e-4),  # its rate comes from the search
+    ]
+    monkeypatch.setattr(convergence, "load_results", lambda: {str(i): r for i, r in enumerate(records)})
+    by_row = {"default": records[:1], "tuned": records[-1:]}
+    line = convergence.grid_line(
+        "conll2003_5", by_row, {("conll2003_5", "default"): 2.0000000001e-4}, _args(lrs=[1e-4, 2e-4, 3e-4])
+    )
+    assert line.endswith("that a row lacks was not run for it): default 0.0001: 70.0, **0.0002: 80.0**.")
+
+
+def test_against_names_the_seeds_unless_both_rows_ran_the_same_ones() -> None:
+    def runs(*pairs: tuple[int, float]) -> list[dict[str, Any]]:
+        return [{"seed": seed, "test": {"f1": f1}} for seed, f1 in pairs]
+
+    reference = runs((1, 0.50), (2, 0.60))
+    assert convergence_table.against(runs((1, 0.52), (2, 0.62)), reference, "f1") == "+2.0"
+    assert convergence_table.against(runs((1, 0.70)), reference, "f1") == "+20.0 (seed 1)"
+    # more seeds than the reference: compared on the shared ones, and says so
+    assert (
+        convergence_table.against(runs((1, 0.52), (2, 0.62), (3, 0.0)), reference, "f1") == "+2.0 (seeds 1,2)"
+    )
+    assert convergence_table.against(runs((3, 0.70)), reference, "f1") == "-"
+
+
 def test_figures_are_written_and_linked(rendered: dict[str, Path]) -> None:
     text = rendered["doc"].read_text(encoding="utf-8")
     img = rendered["img"]
@@ -351,13 +382,19 @@ def test_the_tuned_row_trains_the_best_trial_at_its_rate_and_keeps_the_search_fo
     assert "(`tuned`) | 5e-05 | 1,2 |" in text
     assert "ran 2 trials" in text and "dev F1 61.0" in text and "against 45.0 for the default" in text
     assert "(+16.0)" in text
-    # cached-only in the middle of a search (1 of 2 trials): no best trial is claimed and nothing trains
+    # a study that ended short of --tune-trials (a failed trial) after the row was trained: the records'
+    # search still gives the row and its note
     monkeypatch.setattr(convergence_tune, "finished_trials", lambda work, dataset: trials[:1])
+    convergence.main(_args(datasets=["wnut17"], rows=["default", "tuned"], seeds=[1, 2], tune_trials=3))
+    assert "(`tuned`) | 5e-05 | 1,2 |" in rendered[-1] and "ran 2 trials" in rendered[-1]
+    # cached-only in the middle of a search (1 of 2 trials) with no row trained yet: no best trial is
+    # claimed, the note says how far the search is
     monkeypatch.setattr(convergence, "load_results", lambda: {r["key"]: r for r in records})
     convergence.main(_args(datasets=["wnut17"], rows=["default", "tuned"], seeds=[1, 2], tune_trials=2))
     text = rendered[-1]
     assert "(`tuned`)" not in text and "reached dev F1" not in text
     assert "`tuned` on wnut17: the search is under way, 1 of 2 trials finished (50 s of training)" in text
+    assert len(commands) == 2  # none of these renders trained anything
 
 
 def test_the_tune_command_keeps_the_protocol_and_never_passes_the_test_file() -> None:

@@ -93,10 +93,12 @@ def test_run_one_reuses_cached_runs_and_skips_missing_ones(tmp_path):
     assert loaded is not None and loaded["seed"] == 2 and loaded["test"]["f1"] == 0.3
 
 
-def test_fmt_gives_mean_and_sample_std_in_percent():
+def test_mean_std_gives_mean_and_sample_std_in_percent():
     assert common.mean_std([]) == "-"
     assert common.mean_std([0.3]) == "30.0"
     assert common.mean_std([0.2, 0.3, 0.4]) == "30.0 ± 10.0"
+    assert common.mean_std([4.0, 6.0], scale=1.0) == "5.0 ± 1.4"  # epochs: no percent
+    assert common.mean_std([0.123456], digits=2) == "12.35"
 
 
 def test_verdict_wnut_needs_plus_two_on_the_means():
