@@ -188,14 +188,15 @@ def run_one(
     return keep_metrics_only(RESULTS, record, out)
 
 
-def best_lr(dataset: str, row: str, args: Any, work: Path) -> float | None:
-    """The learning rate of ``args.lrs`` with the best seed-1 dev F1 (runs what is missing)."""
+def lr_grid(dataset: str, row: str, args: Any, work: Path) -> dict[float, float]:
+    """Seed-1 dev F1 at each rate of ``args.lrs`` (runs what is missing; with --cached-only, the rates
+    that ran). The row's rate is the best of these: chosen on dev, with seed 1 only."""
     scores = {}
     for lr in args.lrs:
         result = run_one(dataset, row, lr, 1, args, work)
         if result is not None:
             scores[lr] = result["validation"]["f1"]
-    return max(scores, key=lambda lr: scores[lr]) if scores else None
+    return scores
 
 
 def default_dev_f1(dataset: str) -> float | None:
@@ -209,6 +210,7 @@ def main(args: Any) -> None:
     table: dict[str, dict[str, list[dict[str, Any]]]] = {}
     chosen: dict[tuple[str, str], float] = {}
     tuned: dict[str, dict[str, Any]] = {}  # dataset -> the search's outcome
+    grids: dict[tuple[str, str], dict[float, float]] = {}  # (dataset, row) -> lr -> seed-1 dev F1
     notes: dict[str, list[str]] = {}
     # seed 1 of every row and lr first, then the other seeds: partial results are already comparable
     for dataset in args.datasets:
@@ -237,9 +239,9 @@ def main(args: Any) -> None:
                         convergence_tune.search_note(dataset, best, default_dev_f1(dataset))
                     )
                 continue
-            lr = best_lr(dataset, row, args, work)
-            if lr is not None:
-                chosen[(dataset, row)] = lr
+            scores = grids[(dataset, row)] = lr_grid(dataset, row, args, work)
+            if scores:
+                chosen[(dataset, row)] = max(scores, key=lambda lr: scores[lr])
     for dataset in args.datasets:
         for (d, row), lr in chosen.items():
             if d != dataset:
@@ -250,27 +252,28 @@ def main(args: Any) -> None:
                 )
                 if result is not None:
                     table.setdefault(dataset, {}).setdefault(row, []).append(result)
-    write_section("convergence", render(table, chosen, args, notes))
+    write_section("convergence", render(table, chosen, args, notes, grids))
 
 
 def grid_line(
-    dataset: str, by_row: dict[str, list[dict[str, Any]]], chosen: dict[Any, float], args: Any
+    dataset: str,
+    by_row: dict[str, list[dict[str, Any]]],
+    chosen: dict[Any, float],
+    grids: dict[tuple[str, str], dict[float, float]],
+    args: Any,
 ) -> str:
-    """Each row's seed-1 dev F1 at every rate of ``--lrs`` that has run, the chosen one in bold type."""
-    epochs = _epochs(dataset, args)
-    seed1 = [r for r in load_results().values() if r["dataset"] == dataset and r["seed"] == 1]
+    """Each row's seed-1 dev F1 at every rate of its grid (``lr_grid``), the chosen one in bold type."""
     parts = []
     for row in by_row:
-        scores = {r["lr"]: r["validation"]["f1"] for r in seed1 if r["row"] == row and r["epochs"] == epochs}
-        scores = {lr: f for lr, f in sorted(scores.items()) if any(math.isclose(lr, x) for x in args.lrs)}
-        if row == convergence_tune.TUNED or not scores:
-            continue
+        scores = grids.get((dataset, row))
+        if not scores:
+            continue  # the tuned row: its rate comes from the search
         best = chosen.get((dataset, row))
         cells = [
             f"**{lr:g}: {100 * f:.1f}**"
             if best is not None and math.isclose(lr, best)
             else f"{lr:g}: {100 * f:.1f}"
-            for lr, f in scores.items()
+            for lr, f in sorted(scores.items())
         ]
         parts.append(f"{row} {', '.join(cells)}")
     if not parts:
@@ -288,6 +291,7 @@ def render(
     chosen: dict[Any, float],
     args: Any,
     notes: dict[str, list[str]] | None = None,
+    grids: dict[tuple[str, str], dict[float, float]] | None = None,
 ) -> str:
     lines = [
         '<a id="accuracy-at-convergence"></a>',
@@ -312,7 +316,7 @@ def render(
     for dataset, by_row in table.items():
         reference = by_row.get("reference_ce")
         first = next(iter(by_row.values()))
-        rare = rarest(dataset, first)
+        rare = rarest(first)
         lines += [
             f"### {dataset}",
             "",
@@ -354,7 +358,7 @@ def render(
                         "Both sides decoded with constrained Viterbi (what `nerfocal predict` does by default), "
                         "F1 against the reference read the same way: " + "; ".join(viterbi) + ".",
                     ]
-        grid = grid_line(dataset, by_row, chosen, args)
+        grid = grid_line(dataset, by_row, chosen, grids or {}, args)
         lines += ["", grid] if grid else []
         lines += [f"\n{note}" for note in (notes or {}).get(dataset, [])]
         lines.append("")

@@ -18,7 +18,8 @@ def viterbi_cell(test: list[dict[str, Any]]) -> str:
     return f"{mean_std([t['viterbi_f1'] for t in test])} / {mean_std([t['viterbi_macro_f1'] for t in test])}"
 
 
-def rarest(dataset: str, runs: list[dict[str, Any]]) -> str:
+def rarest(runs: list[dict[str, Any]]) -> str:
+    """The test type with the fewest gold entities in the first run."""
     per_type = runs[0]["test"].get("per_type") or {}
     return min(per_type, key=lambda t: per_type[t].get("support", 0)) if per_type else "-"
 
@@ -52,10 +53,8 @@ def against(runs: list[dict[str, Any]], reference: list[dict[str, Any]], field: 
     seeds = shared_seeds(runs, reference)
     if not seeds:
         return "-"
-    mean = {
-        side: statistics.fmean(r["test"][field] for r in group if r["seed"] in seeds)
-        for side, group in (("row", runs), ("ref", reference))
-    }
+    row_mean = statistics.fmean(r["test"][field] for r in runs if r["seed"] in seeds)
+    ref_mean = statistics.fmean(r["test"][field] for r in reference if r["seed"] in seeds)
     same = len(seeds) == len({r["seed"] for r in runs}) == len({r["seed"] for r in reference})
     which = "" if same else f" (seed{'s' * (len(seeds) > 1)} {','.join(map(str, seeds))})"
-    return f"{100 * (mean['row'] - mean['ref']):+.1f}{which}"
+    return f"{100 * (row_mean - ref_mean):+.1f}{which}"

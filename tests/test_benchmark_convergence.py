@@ -153,21 +153,27 @@ def test_the_grid_line_gives_every_rate_run_on_seed_1_and_marks_the_choice(rende
     assert "focal_alpha_auto_norm **0.0001: 33.0**." in wnut
 
 
-def test_the_grid_line_keeps_only_seed_1_runs_of_the_grid_at_the_protocol_epochs(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_the_lr_grid_keeps_only_seed_1_runs_of_the_grid_at_the_protocol_epochs(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     records = [
         _record("conll2003_5", "default", 1, 0.70, lr=1e-4),
         _record("conll2003_5", "default", 1, 0.80, lr=2e-4),
         _record("conll2003_5", "default", 2, 0.99, lr=3e-4),  # seed 2: not part of the grid
         _record("conll2003_5", "default", 1, 0.95, lr=5e-4),  # outside --lrs
         {**_record("conll2003_5", "default", 1, 0.97, lr=3e-4), "epochs": 20.0},  # another protocol
-        _record("conll2003_5", "tuned", 1, 0.90, lr=2.3e-4),  # its rate comes from the search
     ]
-    monkeypatch.setattr(convergence, "load_results", lambda: {str(i): r for i, r in enumerate(records)})
-    by_row = {"default": records[:1], "tuned": records[-1:]}
+    records[-1]["key"] = convergence._key("conll2003_5", "default", 3e-4, 1, 20.0)
+    monkeypatch.setattr(convergence, "load_results", lambda: {r["key"]: r for r in records})
+    args = _args(lrs=[1e-4, 2e-4, 3e-4])
+    scores = convergence.lr_grid("conll2003_5", "default", args, Path("unused"))
+    assert scores == {1e-4: 0.70, 2e-4: 0.80}
+    tuned = _record("conll2003_5", "tuned", 1, 0.90, lr=2.3e-4)  # its rate comes from the search
+    by_row = {"default": records[:1], "tuned": [tuned]}
+    grids = {("conll2003_5", "default"): scores, ("conll2003_5", "tuned"): {}}
     line = convergence.grid_line(
-        "conll2003_5", by_row, {("conll2003_5", "default"): 2.0000000001e-4}, _args(lrs=[1e-4, 2e-4, 3e-4])
+        "conll2003_5", by_row, {("conll2003_5", "default"): 2.0000000001e-4}, grids, args
     )
     assert line.endswith("that a row lacks was not run for it): default 0.0001: 70.0, **0.0002: 80.0**.")
+    assert convergence.grid_line("conll2003_5", {"tuned": [tuned]}, {}, grids, args) == ""
 
 
 def test_against_names_the_seeds_unless_both_rows_ran_the_same_ones() -> None:
