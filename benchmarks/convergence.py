@@ -302,7 +302,8 @@ def render(
         f"Machine: {machine()}  ",
         f"Protocol: MiniLM-L6, batch 32, up to {args.epochs:g} epochs ({args.full_epochs:g} on the full "
         "CoNLL-2003), evaluation every epoch, early stopping with patience 2 on dev entity F1, best dev "
-        f"checkpoint kept; learning rate per row chosen on seed-1 dev F1 from {', '.join(map(str, args.lrs))}. "
+        "checkpoint kept; learning rate per row chosen on seed-1 dev F1 from a grid (of "
+        f"{', '.join(f'{lr:g}' for lr in args.lrs)}; the line under each table gives the rates each row ran). "
         "Test entity F1 (micro), macro F1, precision, recall, the rarest test type's F1, token ECE after "
         "temperature scaling (%), the epoch of the best checkpoint, and training seconds up to it "
         "(train_runtime x best step / steps run; the machine was shared, so only rough; a run resumed after an "
