@@ -85,6 +85,19 @@ def main(argv: list[str] | None = None) -> int:
     conv.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     conv.add_argument("--rows", nargs="+", default=None, help="subset of rows (default: all)")
     conv.add_argument("--lrs", nargs="+", type=float, default=[5e-5, 1e-4, 2e-4], help="lr grid")
+    conv.add_argument(
+        "--lr-ladder",
+        nargs="+",
+        type=float,
+        default=[2.5e-5, 5e-5, 1e-4, 2e-4, 3e-4, 5e-4, 1e-3],
+        help="rates a grid widens into when its best rate sits at an edge (see --no-widen)",
+    )
+    conv.add_argument(
+        "--no-widen",
+        dest="widen",
+        action="store_false",
+        help="run --lrs only, even where a row's best rate sits at the grid's edge",
+    )
     conv.add_argument("--epochs", type=float, default=10.0, help="max epochs (WNUT-17, CoNLL subsets)")
     conv.add_argument("--full-epochs", type=float, default=4.0, help="max epochs on the full CoNLL-2003")
     conv.add_argument("--tune-trials", type=int, default=12, help="nerfocal tune trials of the tuned row")

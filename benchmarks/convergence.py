@@ -7,8 +7,10 @@ Protocol (the same for every row, the reference recipe included):
     * up to ``--epochs`` epochs (10 by default; 4 for the full CoNLL-2003), evaluation every epoch,
       early stopping with patience 2 on dev entity F1 (nerfocal's ``early_stopping_patience``; the
       reference gets transformers' own ``EarlyStoppingCallback``), the best dev checkpoint kept;
-    * the learning rate of each row chosen on dev F1 from ``--lrs`` with seed 1; seeds 2 and 3 then run
-      at the chosen rate (so the lr choice never looks at the test set, nor at seeds 2-3);
+    * the learning rate of each row chosen on dev F1 from ``--lrs`` with seed 1, the grid widened by the
+      next rate of ``--lr-ladder`` wherever the best rate sits at its edge (``--no-widen`` turns that
+      off); seeds 2 and 3 then run at the chosen rate (so the lr choice never looks at the test set,
+      nor at seeds 2-3);
     * CoNLL-2003 subsets: a fixed random sample (seed 0) of 1%, 5% or 25% of the training sentences,
       the same file for every row; dev and test are always the full sets.
 
@@ -190,19 +192,44 @@ def run_one(
 
 def lr_grid(dataset: str, row: str, args: Any, work: Path) -> dict[float, float]:
     """Seed-1 dev F1 at each rate of ``args.lrs`` (runs what is missing; with --cached-only, the rates
-    that ran). The row's rate is the best of these: chosen on dev, with seed 1 only."""
-    scores = {}
-    for lr in args.lrs:
+    that ran). The row's rate is the best of these: chosen on dev, with seed 1 only.
+
+    Unless ``--no-widen``: where the best rate sits at an edge of the rates run, the next rate of the
+    ladder (``--lr-ladder`` and ``--lrs``) beyond that edge runs too, until the best is inside the
+    grid or the ladder ends (with --cached-only, until that rate has not run)."""
+    scores: dict[float, float] = {}
+
+    def add(lr: float) -> bool:
         result = run_one(dataset, row, lr, 1, args, work)
         if result is not None:
             scores[lr] = result["validation"]["f1"]
+        return result is not None
+
+    for lr in args.lrs:
+        add(lr)
+    if getattr(args, "widen", False):
+        while scores and (beyond := next_rate(scores, ladder(args))) is not None and add(beyond):
+            pass
     return scores
 
 
-def default_dev_f1(dataset: str) -> float | None:
-    """The default recipe's seed-1 dev F1 at its best rate (how its learning rate is chosen)."""
-    runs = [r for r in load_results().values() if r["dataset"] == dataset and r["row"] == "default"]
-    return max((r["validation"]["f1"] for r in runs if r["seed"] == 1), default=None)
+def ladder(args: Any) -> list[float]:
+    """The rates a grid may widen into, in order: ``--lr-ladder`` and ``--lrs`` together."""
+    return sorted(set(args.lrs) | set(getattr(args, "lr_ladder", None) or []))
+
+
+def next_rate(scores: dict[float, float], rates: list[float]) -> float | None:
+    """The rate of ``rates`` just beyond the edge of the grid where its best rate sits; None when the
+    best is inside the grid (or alone at the ladder's end), or the rate beyond has run."""
+    best = max(scores, key=scores.__getitem__)
+    ran = sorted(scores)
+    up = [lr for lr in rates if lr > best and not math.isclose(lr, best)]
+    down = [lr for lr in rates if lr < best and not math.isclose(lr, best)]
+    if math.isclose(best, ran[-1]) and up and up[0] not in scores:
+        return up[0]
+    if math.isclose(best, ran[0]) and down and down[-1] not in scores:
+        return down[-1]
+    return None
 
 
 def main(args: Any) -> None:
@@ -215,6 +242,7 @@ def main(args: Any) -> None:
     # seed 1 of every row and lr first, then the other seeds: partial results are already comparable
     for dataset in args.datasets:
         rows = [r for r in (args.rows or list(ROWS)) if dataset != "conll2003" or r in FULL_SET_ROWS]
+        rows.sort(key=lambda r: r == convergence_tune.TUNED)  # last: its note reads the default's grid
         for row in rows:
             if row == convergence_tune.TUNED:
                 trials = convergence_tune.run_search(
@@ -236,7 +264,9 @@ def main(args: Any) -> None:
                     chosen[(dataset, row)] = best["params"]["learning_rate"]
                     tuned[dataset] = best
                     notes.setdefault(dataset, []).append(
-                        convergence_tune.search_note(dataset, best, default_dev_f1(dataset))
+                        convergence_tune.search_note(
+                            dataset, best, max(grids.get((dataset, "default"), {}).values(), default=None)
+                        )
                     )
                 continue
             scores = grids[(dataset, row)] = lr_grid(dataset, row, args, work)
@@ -275,7 +305,9 @@ def grid_line(
             else f"{lr:g}: {100 * f:.1f}"
             for lr, f in sorted(scores.items())
         ]
-        parts.append(f"{row} {', '.join(cells)}")
+        beyond = next_rate(scores, ladder(args))
+        edge = f" (at the grid's edge: {beyond:g} not run)" if beyond is not None else ""
+        parts.append(f"{row} {', '.join(cells)}{edge}")
     if not parts:
         return ""
     return (
@@ -303,7 +335,9 @@ def render(
         f"Protocol: MiniLM-L6, batch 32, up to {args.epochs:g} epochs ({args.full_epochs:g} on the full "
         "CoNLL-2003), evaluation every epoch, early stopping with patience 2 on dev entity F1, best dev "
         "checkpoint kept; learning rate per row chosen on seed-1 dev F1 from a grid (of "
-        f"{', '.join(f'{lr:g}' for lr in args.lrs)}; the line under each table gives the rates each row ran). "
+        f"{', '.join(f'{lr:g}' for lr in args.lrs)}; the line under each table gives the rates each row ran), "
+        "widened by the next rate of the ladder "
+        f"({', '.join(f'{lr:g}' for lr in ladder(args))}) wherever the best rate sat at the grid's edge. "
         "Test entity F1 (micro), macro F1, precision, recall, the rarest test type's F1, token ECE after "
         "temperature scaling (%), the epoch of the best checkpoint, and training seconds up to it "
         "(train_runtime x best step / steps run; the machine was shared, so only rough; a run resumed after an "

@@ -59,6 +59,8 @@ def _args(**overrides: Any) -> SimpleNamespace:
         seeds=[1, 2, 3],
         rows=None,
         lrs=[1e-4, 2e-4],
+        lr_ladder=[1e-4, 2e-4],
+        widen=True,
         epochs=10.0,
         full_epochs=4.0,
         work_dir="unused",
@@ -149,8 +151,10 @@ def test_the_grid_line_gives_every_rate_run_on_seed_1_and_marks_the_choice(rende
     wnut = text.split("### wnut17")[1].split("###")[0]
     # seed-1 dev F1: 40.0 at 1e-4 (chosen), 20.0 at 2e-4; the alpha row ran 1e-4 only
     assert "Learning-rate grid, seed-1 dev F1" in wnut
-    assert "default **0.0001: 40.0**, 0.0002: 20.0" in wnut
-    assert "focal_alpha_auto_norm **0.0001: 33.0**." in wnut
+    # a row whose best sits at its grid's edge, the ladder's next rate not run, says so (the parser's
+    # default ladder goes down to 2.5e-5)
+    assert "default **0.0001: 40.0**, 0.0002: 20.0 (at the grid's edge: 5e-05 not run);" in wnut
+    assert "focal_alpha_auto_norm **0.0001: 33.0** (at the grid's edge: 0.0002 not run)." in wnut
 
 
 def test_the_lr_grid_keeps_only_seed_1_runs_of_the_grid_at_the_protocol_epochs(monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -172,8 +176,49 @@ def test_the_lr_grid_keeps_only_seed_1_runs_of_the_grid_at_the_protocol_epochs(m
     line = convergence.grid_line(
         "conll2003_5", by_row, {("conll2003_5", "default"): 2.0000000001e-4}, grids, args
     )
-    assert line.endswith("that a row lacks was not run for it): default 0.0001: 70.0, **0.0002: 80.0**.")
+    assert line.endswith(
+        "that a row lacks was not run for it): default 0.0001: 70.0, **0.0002: 80.0** "
+        "(at the grid's edge: 0.0003 not run)."  # 3e-4 ran on seed 2 only: not part of the grid
+    )
     assert convergence.grid_line("conll2003_5", {"tuned": [tuned]}, {}, grids, args) == ""
+
+
+def test_next_rate_widens_a_grid_past_the_edge_its_best_rate_sits_on() -> None:
+    ladder = [5e-5, 1e-4, 2e-4, 3e-4]
+    assert convergence.next_rate({1e-4: 0.5, 2e-4: 0.6}, ladder) == 3e-4  # best at the top
+    assert convergence.next_rate({1e-4: 0.6, 2e-4: 0.5}, ladder) == 5e-5  # best at the bottom
+    assert convergence.next_rate({1e-4: 0.5, 2e-4: 0.6, 3e-4: 0.55}, ladder) is None  # inside
+    assert convergence.next_rate({3e-4: 0.5}, ladder) == 2e-4  # alone at the ladder's top: go down
+    assert convergence.next_rate({5e-5: 0.6, 1e-4: 0.5}, ladder) is None  # the ladder ends there
+    assert convergence.next_rate({2e-4: 0.5}, [2e-4]) is None
+
+
+def test_the_lr_grid_widens_until_its_best_rate_is_inside(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    dev = {1e-4: 0.60, 2e-4: 0.65, 3e-4: 0.70, 5e-4: 0.72, 1e-3: 0.50}  # peaks at 5e-4
+    trained: list[float] = []
+
+    def fake_run_one(dataset, row, lr, seed, args, work, tuned=None):  # type: ignore[no-untyped-def]
+        assert seed == 1
+        if args.cached_only and lr not in (1e-4, 2e-4, 3e-4):
+            return None  # not run yet
+        trained.append(lr)
+        return {"validation": {"f1": dev[lr]}}
+
+    monkeypatch.setattr(convergence, "run_one", fake_run_one)
+    ladder = [2.5e-5, 5e-5, 1e-4, 2e-4, 3e-4, 5e-4, 1e-3]
+    args = _args(lrs=[1e-4, 2e-4, 3e-4], lr_ladder=ladder, cached_only=False)
+    assert convergence.lr_grid("conll2003_1", "ce", args, Path("unused")) == dev
+    assert trained == [1e-4, 2e-4, 3e-4, 5e-4, 1e-3]  # 5e-4 beat 3e-4, so 1e-3 ran, and lost
+    trained.clear()
+    scores = convergence.lr_grid("conll2003_1", "ce", _args(**{**vars(args), "widen": False}), Path("u"))
+    assert sorted(scores) == [1e-4, 2e-4, 3e-4] and trained == [1e-4, 2e-4, 3e-4]
+    # --cached-only: widening stops at the first rate that has not run, and the grid line says so
+    cached = _args(**{**vars(args), "cached_only": True})
+    scores = convergence.lr_grid("conll2003_1", "ce", cached, Path("u"))
+    assert sorted(scores) == [1e-4, 2e-4, 3e-4]
+    grids = {("conll2003_1", "ce"): scores}
+    line = convergence.grid_line("conll2003_1", {"ce": []}, {("conll2003_1", "ce"): 3e-4}, grids, cached)
+    assert line.endswith("0.0001: 60.0, 0.0002: 65.0, **0.0003: 70.0** (at the grid's edge: 0.0005 not run).")
 
 
 def test_against_names_the_seeds_unless_both_rows_ran_the_same_ones() -> None:
@@ -383,7 +428,8 @@ def test_the_tuned_row_trains_the_best_trial_at_its_rate_and_keeps_the_search_fo
     monkeypatch.setattr(convergence_tune, "finished_trials", lambda work, dataset: [])
     rendered: list[str] = []
     monkeypatch.setattr(convergence, "write_section", lambda name, body: rendered.append(body))
-    convergence.main(_args(datasets=["wnut17"], rows=["default", "tuned"], seeds=[1, 2], tune_trials=2))
+    # the tuned row named first still finds the default's grid for its note (it is processed last)
+    convergence.main(_args(datasets=["wnut17"], rows=["tuned", "default"], seeds=[1, 2], tune_trials=2))
     text = rendered[-1]
     assert "(`tuned`) | 5e-05 | 1,2 |" in text
     assert "ran 2 trials" in text and "dev F1 61.0" in text and "against 45.0 for the default" in text
