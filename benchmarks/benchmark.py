@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import require_shared_data
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every sub-command and its options."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -155,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     order.add_argument("--batch-size", type=int, default=64)
     order.add_argument("--rounds", type=int, default=2)
     order.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if not (args.table == "convergence" and args.cached_only):  # its tables come from the jsonl alone
         require_shared_data()
     import importlib

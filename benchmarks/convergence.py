@@ -7,10 +7,11 @@ Protocol (the same for every row, the reference recipe included):
     * up to ``--epochs`` epochs (10 by default; 4 for the full CoNLL-2003), evaluation every epoch,
       early stopping with patience 2 on dev entity F1 (nerfocal's ``early_stopping_patience``; the
       reference gets transformers' own ``EarlyStoppingCallback``), the best dev checkpoint kept;
-    * the learning rate of each row chosen on dev F1 from ``--lrs`` with seed 1, the grid widened by the
-      next rate of ``--lr-ladder`` wherever the best rate sits at its edge (``--no-widen`` turns that
-      off); seeds 2 and 3 then run at the chosen rate (so the lr choice never looks at the test set,
-      nor at seeds 2-3);
+    * the learning rate of each row chosen on dev F1 from ``--lrs`` with seed 1, the grid widened one
+      rate at a time along the ladder (``--lr-ladder`` with ``--lrs``) while the best rate sits at its
+      edge, until it is inside or the ladder ends (with --cached-only: until a rate has not run;
+      ``--no-widen`` turns that off); seeds 2 and 3 then run at the chosen rate (so the lr choice never
+      looks at the test set, nor at seeds 2-3);
     * CoNLL-2003 subsets: a fixed random sample (seed 0) of 1%, 5% or 25% of the training sentences,
       the same file for every row; dev and test are always the full sets.
 
@@ -29,6 +30,7 @@ import json
 import math
 import random
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import convergence_plots
@@ -207,7 +209,7 @@ def lr_grid(dataset: str, row: str, args: Any, work: Path) -> dict[float, float]
 
     for lr in args.lrs:
         add(lr)
-    if getattr(args, "widen", False):
+    if args.widen:
         while scores and (beyond := next_rate(scores, ladder(args))) is not None and add(beyond):
             pass
     return scores
@@ -218,9 +220,19 @@ def ladder(args: Any) -> list[float]:
     return sorted(set(args.lrs) | set(getattr(args, "lr_ladder", None) or []))
 
 
+def widening(args: Any) -> str:
+    """The protocol line's clause on the grids' widening."""
+    if not args.widen:
+        return ". "
+    rates = "" if ladder(args) == sorted(args.lrs) else f" ({', '.join(f'{lr:g}' for lr in ladder(args))})"
+    return (
+        f", widened one rate at a time along the ladder{rates} while the best rate sat at the grid's edge. "
+    )
+
+
 def next_rate(scores: dict[float, float], rates: list[float]) -> float | None:
-    """The rate of ``rates`` just beyond the edge of the grid where its best rate sits; None when the
-    best is inside the grid (or alone at the ladder's end), or the rate beyond has run."""
+    """The rate of ``rates`` just beyond the edge of the grid where its best rate sits (a rate alone in
+    its grid goes up first); None when the best is inside the grid or at the ladder's end on its side."""
     best = max(scores, key=scores.__getitem__)
     ran = sorted(scores)
     up = [lr for lr in rates if lr > best and not math.isclose(lr, best)]
@@ -230,6 +242,17 @@ def next_rate(scores: dict[float, float], rates: list[float]) -> float | None:
     if math.isclose(best, ran[0]) and down and down[-1] not in scores:
         return down[-1]
     return None
+
+
+def default_dev_f1(
+    dataset: str, grids: dict[tuple[str, str], dict[float, float]], args: Any, work: Path
+) -> float | None:
+    """The default recipe's seed-1 dev F1 at its chosen rate: from its grid, or (the default not among
+    --rows) from the runs that exist, training nothing."""
+    scores = grids.get((dataset, "default"))
+    if scores is None:
+        scores = lr_grid(dataset, "default", SimpleNamespace(**{**vars(args), "cached_only": True}), work)
+    return max(scores.values(), default=None)
 
 
 def main(args: Any) -> None:
@@ -265,7 +288,7 @@ def main(args: Any) -> None:
                     tuned[dataset] = best
                     notes.setdefault(dataset, []).append(
                         convergence_tune.search_note(
-                            dataset, best, max(grids.get((dataset, "default"), {}).values(), default=None)
+                            dataset, best, default_dev_f1(dataset, grids, args, work)
                         )
                     )
                 continue
@@ -335,9 +358,8 @@ def render(
         f"Protocol: MiniLM-L6, batch 32, up to {args.epochs:g} epochs ({args.full_epochs:g} on the full "
         "CoNLL-2003), evaluation every epoch, early stopping with patience 2 on dev entity F1, best dev "
         "checkpoint kept; learning rate per row chosen on seed-1 dev F1 from a grid (of "
-        f"{', '.join(f'{lr:g}' for lr in args.lrs)}; the line under each table gives the rates each row ran), "
-        "widened by the next rate of the ladder "
-        f"({', '.join(f'{lr:g}' for lr in ladder(args))}) wherever the best rate sat at the grid's edge. "
+        f"{', '.join(f'{lr:g}' for lr in args.lrs)}; the line under each table gives the rates each row ran)"
+        f"{widening(args)}"
         "Test entity F1 (micro), macro F1, precision, recall, the rarest test type's F1, token ECE after "
         "temperature scaling (%), the epoch of the best checkpoint, and training seconds up to it "
         "(train_runtime x best step / steps run; the machine was shared, so only rough; a run resumed after an "

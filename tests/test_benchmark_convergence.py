@@ -191,6 +191,15 @@ def test_next_rate_widens_a_grid_past_the_edge_its_best_rate_sits_on() -> None:
     assert convergence.next_rate({3e-4: 0.5}, ladder) == 2e-4  # alone at the ladder's top: go down
     assert convergence.next_rate({5e-5: 0.6, 1e-4: 0.5}, ladder) is None  # the ladder ends there
     assert convergence.next_rate({2e-4: 0.5}, [2e-4]) is None
+    assert convergence.next_rate({2e-4: 0.5}, ladder) == 3e-4  # alone inside the ladder: up first
+    assert convergence.next_rate({1e-4: 0.6, 2.0000000001e-4: 0.5}, ladder) == 5e-5  # a near-equal key
+
+
+def test_the_convergence_command_widens_grids_unless_told_not_to() -> None:
+    parse = benchmark.build_parser().parse_args
+    assert parse(["convergence"]).widen is True
+    assert parse(["convergence", "--no-widen"]).widen is False
+    assert parse(["convergence", "--lr-ladder", "1e-4", "3e-4"]).lr_ladder == [1e-4, 3e-4]
 
 
 def test_the_lr_grid_widens_until_its_best_rate_is_inside(monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -434,6 +443,9 @@ def test_the_tuned_row_trains_the_best_trial_at_its_rate_and_keeps_the_search_fo
     assert "(`tuned`) | 5e-05 | 1,2 |" in text
     assert "ran 2 trials" in text and "dev F1 61.0" in text and "against 45.0 for the default" in text
     assert "(+16.0)" in text
+    # the default not among --rows: its grid is read from the runs that exist, nothing trained
+    convergence.main(_args(datasets=["wnut17"], rows=["tuned"], seeds=[1, 2], tune_trials=2))
+    assert "against 45.0 for the default" in rendered[-1]
     # a study that ended short of --tune-trials (a failed trial) after the row was trained: the records'
     # search still gives the row and its note
     monkeypatch.setattr(convergence_tune, "finished_trials", lambda work, dataset: trials[:1])
