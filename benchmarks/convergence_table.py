@@ -1,5 +1,6 @@
 """The convergence tables' cells: seed means ± std, time to the best checkpoint, comparisons with
-the reference recipe (over the seeds both rows ran). No state: convergence.py renders with these."""
+the reference recipe (over the seeds both rows ran), and the learning-rate grids' widening rule and
+line. No state: convergence.py renders with these."""
 
 from __future__ import annotations
 
@@ -58,3 +59,65 @@ def against(runs: list[dict[str, Any]], reference: list[dict[str, Any]], field: 
     same = len(seeds) == len({r["seed"] for r in runs}) == len({r["seed"] for r in reference})
     which = "" if same else f" (seed{'s' * (len(seeds) > 1)} {','.join(map(str, seeds))})"
     return f"{100 * (row_mean - ref_mean):+.1f}{which}"
+
+
+def ladder(args: Any) -> list[float]:
+    """The rates a grid may widen into, in order: ``--lr-ladder`` and ``--lrs`` together."""
+    return sorted(set(args.lrs) | set(getattr(args, "lr_ladder", None) or []))
+
+
+def widening(args: Any) -> str:
+    """The protocol line's clause on the grids' widening."""
+    if not args.widen:
+        return ". "
+    rates = "" if ladder(args) == sorted(args.lrs) else f" ({', '.join(f'{lr:g}' for lr in ladder(args))})"
+    return (
+        f", widened one rate at a time along the ladder{rates} while the best rate sat at the grid's edge. "
+    )
+
+
+def next_rate(scores: dict[float, float], rates: list[float]) -> float | None:
+    """The rate of ``rates`` just beyond the edge of the grid where its best rate sits (a rate alone in
+    its grid goes up first); None when the best is inside the grid or at the ladder's end on its side."""
+    best = max(scores, key=scores.__getitem__)
+    ran = sorted(scores)
+    up = [lr for lr in rates if lr > best and not math.isclose(lr, best)]
+    down = [lr for lr in rates if lr < best and not math.isclose(lr, best)]
+    if math.isclose(best, ran[-1]) and up and up[0] not in scores:
+        return up[0]
+    if math.isclose(best, ran[0]) and down and down[-1] not in scores:
+        return down[-1]
+    return None
+
+
+def grid_line(
+    dataset: str,
+    by_row: dict[str, list[dict[str, Any]]],
+    chosen: dict[Any, float],
+    grids: dict[tuple[str, str], dict[float, float]],
+    args: Any,
+) -> str:
+    """Each row's seed-1 dev F1 at every rate of its grid (``lr_grid``), the chosen one in bold type."""
+    parts = []
+    for row in by_row:
+        scores = grids.get((dataset, row))
+        if not scores:
+            continue  # the tuned row: its rate comes from the search
+        best = chosen.get((dataset, row))
+        cells = [
+            f"**{lr:g}: {100 * f:.1f}**"
+            if best is not None and math.isclose(lr, best)
+            else f"{lr:g}: {100 * f:.1f}"
+            for lr, f in sorted(scores.items())
+        ]
+        beyond = next_rate(scores, ladder(args))
+        edge = f" (at the grid's edge: {beyond:g} not run)" if beyond is not None else ""
+        parts.append(f"{row} {', '.join(cells)}{edge}")
+    if not parts:
+        return ""
+    return (
+        "Learning-rate grid, seed-1 dev F1 at each rate run (**the chosen rate**; a rate of "
+        f"{', '.join(f'{lr:g}' for lr in args.lrs)} that a row lacks was not run for it): "
+        + "; ".join(parts)
+        + "."
+    )

@@ -173,26 +173,26 @@ def test_the_lr_grid_keeps_only_seed_1_runs_of_the_grid_at_the_protocol_epochs(m
     tuned = _record("conll2003_5", "tuned", 1, 0.90, lr=2.3e-4)  # its rate comes from the search
     by_row = {"default": records[:1], "tuned": [tuned]}
     grids = {("conll2003_5", "default"): scores, ("conll2003_5", "tuned"): {}}
-    line = convergence.grid_line(
+    line = convergence_table.grid_line(
         "conll2003_5", by_row, {("conll2003_5", "default"): 2.0000000001e-4}, grids, args
     )
     assert line.endswith(
         "that a row lacks was not run for it): default 0.0001: 70.0, **0.0002: 80.0** "
         "(at the grid's edge: 0.0003 not run)."  # 3e-4 ran on seed 2 only: not part of the grid
     )
-    assert convergence.grid_line("conll2003_5", {"tuned": [tuned]}, {}, grids, args) == ""
+    assert convergence_table.grid_line("conll2003_5", {"tuned": [tuned]}, {}, grids, args) == ""
 
 
 def test_next_rate_widens_a_grid_past_the_edge_its_best_rate_sits_on() -> None:
     ladder = [5e-5, 1e-4, 2e-4, 3e-4]
-    assert convergence.next_rate({1e-4: 0.5, 2e-4: 0.6}, ladder) == 3e-4  # best at the top
-    assert convergence.next_rate({1e-4: 0.6, 2e-4: 0.5}, ladder) == 5e-5  # best at the bottom
-    assert convergence.next_rate({1e-4: 0.5, 2e-4: 0.6, 3e-4: 0.55}, ladder) is None  # inside
-    assert convergence.next_rate({3e-4: 0.5}, ladder) == 2e-4  # alone at the ladder's top: go down
-    assert convergence.next_rate({5e-5: 0.6, 1e-4: 0.5}, ladder) is None  # the ladder ends there
-    assert convergence.next_rate({2e-4: 0.5}, [2e-4]) is None
-    assert convergence.next_rate({2e-4: 0.5}, ladder) == 3e-4  # alone inside the ladder: up first
-    assert convergence.next_rate({1e-4: 0.6, 2.0000000001e-4: 0.5}, ladder) == 5e-5  # a near-equal key
+    assert convergence_table.next_rate({1e-4: 0.5, 2e-4: 0.6}, ladder) == 3e-4  # best at the top
+    assert convergence_table.next_rate({1e-4: 0.6, 2e-4: 0.5}, ladder) == 5e-5  # best at the bottom
+    assert convergence_table.next_rate({1e-4: 0.5, 2e-4: 0.6, 3e-4: 0.55}, ladder) is None  # inside
+    assert convergence_table.next_rate({3e-4: 0.5}, ladder) == 2e-4  # alone at the ladder's top: go down
+    assert convergence_table.next_rate({5e-5: 0.6, 1e-4: 0.5}, ladder) is None  # the ladder ends there
+    assert convergence_table.next_rate({2e-4: 0.5}, [2e-4]) is None
+    assert convergence_table.next_rate({2e-4: 0.5}, ladder) == 3e-4  # alone inside the ladder: up first
+    assert convergence_table.next_rate({1e-4: 0.6, 2.0000000001e-4: 0.5}, ladder) == 5e-5  # a near-equal key
 
 
 def test_the_convergence_command_widens_grids_unless_told_not_to() -> None:
@@ -226,7 +226,9 @@ def test_the_lr_grid_widens_until_its_best_rate_is_inside(monkeypatch) -> None: 
     scores = convergence.lr_grid("conll2003_1", "ce", cached, Path("u"))
     assert sorted(scores) == [1e-4, 2e-4, 3e-4]
     grids = {("conll2003_1", "ce"): scores}
-    line = convergence.grid_line("conll2003_1", {"ce": []}, {("conll2003_1", "ce"): 3e-4}, grids, cached)
+    line = convergence_table.grid_line(
+        "conll2003_1", {"ce": []}, {("conll2003_1", "ce"): 3e-4}, grids, cached
+    )
     assert line.endswith("0.0001: 60.0, 0.0002: 65.0, **0.0003: 70.0** (at the grid's edge: 0.0005 not run).")
 
 
