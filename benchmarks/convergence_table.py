@@ -63,7 +63,7 @@ def against(runs: list[dict[str, Any]], reference: list[dict[str, Any]], field: 
 
 def ladder(args: Any) -> list[float]:
     """The rates a grid may widen into, in order: ``--lr-ladder`` and ``--lrs`` together."""
-    return sorted(set(args.lrs) | set(getattr(args, "lr_ladder", None) or []))
+    return sorted(set(args.lrs) | set(args.lr_ladder))
 
 
 def widening(args: Any) -> str:
