@@ -2,7 +2,8 @@
 
 * ``convergence_learning_curve.png``: test entity F1 against the share of the CoNLL-2003 training
   sentences (1%, 5%, 25%, 100%; log axis), one line per row run at two sizes or more: the seed mean,
-  with a band of ± one (sample) standard deviation where a size has two seeds or more.
+  with a band of ± one (sample) standard deviation where a size has two seeds or more. A point from
+  fewer seeds than the figure's best-covered point is hollow, and its row's legend says so.
 * ``convergence_dev_f1_<dataset>.png``: dev entity F1 after each epoch, one line per row: the seed
   mean over the epochs that every seed of the row reached (early stopping ends seeds at different
   epochs), each seed's own curve as a thin line, and a star at each run's best epoch (the
@@ -39,26 +40,35 @@ def learning_curve(table: Table, shares: dict[str, float], path: Path) -> list[s
     """
     from nerfocal.report.plots import new_figure, save_png
 
-    series: dict[str, list[tuple[float, float, float]]] = {}  # row -> (share %, mean F1 %, std)
+    series: dict[str, list[tuple[float, float, float, int]]] = {}  # row -> (share %, mean F1 %, std, seeds)
     for dataset, share in shares.items():
         for row, runs in table.get(dataset, {}).items():
             mean, std = _mean_std([100.0 * r["test"]["f1"] for r in runs])
-            series.setdefault(row, []).append((100.0 * share, mean, std))
+            series.setdefault(row, []).append((100.0 * share, mean, std, len(runs)))
     lines = {row: sorted(points) for row, points in series.items() if len(points) >= 2}
     if not lines:
         raise SkipFigure("no row has test results at two or more CoNLL-2003 training sizes")
-    styles = line_styles({row: [x for x, _, _ in points] for row, points in lines.items()})
+    styles = line_styles({row: [p[0] for p in points] for row, points in lines.items()})
+    most = max(p[3] for points in lines.values() for p in points)
     fig = new_figure(7.0, 4.4)
     ax = fig.add_subplot()
     for row, points in lines.items():
-        x, mean, std = (list(v) for v in zip(*points, strict=True))
+        x, mean, std, seeds = (list(v) for v in zip(*points, strict=True))
         label, linestyle = styles[row]
+        few = [i for i, n in enumerate(seeds) if n < most]
+        if few:  # a mean from fewer seeds is provisional: hollow, and the legend says so
+            label += f" (hollow: under {most} seeds)"
         (line,) = ax.plot(x, mean, marker="o", label=label, linestyle=linestyle)
+        if few:
+            ax.plot(
+                [x[i] for i in few], [mean[i] for i in few], marker="o", linestyle="none",
+                markerfacecolor="white", color=line.get_color(), label="_nolegend_",
+            )  # fmt: skip
         if any(std):
             low = [m - s for m, s in zip(mean, std, strict=True)]
             high = [m + s for m, s in zip(mean, std, strict=True)]
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
-    ticks = sorted({x for points in lines.values() for x, _, _ in points})
+    ticks = sorted({p[0] for points in lines.values() for p in points})
     ax.set_xscale("log")
     ax.set_xticks(ticks, [f"{t:g}%" for t in ticks])
     ax.minorticks_off()

@@ -302,6 +302,31 @@ def test_a_row_not_run_at_every_size_is_dashed_and_says_so(tmp_path: Path) -> No
     assert drawn == {"default": "-", "ce (dashed: not run at every size)": "--"}
 
 
+def test_a_point_from_fewer_seeds_is_hollow_and_the_legend_says_so(tmp_path: Path) -> None:
+    drawn: list[tuple[str, list[float], str]] = []
+
+    def keep(fig: Any, path: Path) -> None:
+        drawn.extend(
+            (line.get_label(), list(line.get_xdata()), str(line.get_markerfacecolor()))
+            for line in fig.axes[0].get_lines()
+        )
+
+    def seeds(dataset: str, row: str, n: int) -> list[dict[str, Any]]:
+        return [_record(dataset, row, s, 0.5 + 0.01 * s) for s in range(1, n + 1)]
+
+    table = {  # ce has one seed at 25%
+        d: {"default": seeds(d, "default", 3), "ce": seeds(d, "ce", 3 if d == "conll2003_1" else 1)}
+        for d in ("conll2003_1", "conll2003_25")
+    }
+    shares = {"conll2003_1": 0.01, "conll2003_25": 0.25}
+    with mock.patch("nerfocal.report.plots.save_png", keep):
+        convergence_plots.learning_curve(table, shares, tmp_path / "c.png")
+    labels = [label for label, _, _ in drawn]
+    assert labels == ["default", "ce (hollow: under 3 seeds)", "_nolegend_"]
+    assert drawn[2][1:] == ([25.0], "white")  # only the one-seed point is overdrawn hollow
+    assert drawn[0][2] != "white"
+
+
 def test_dev_curves_draw_every_row_with_a_curve(tmp_path: Path) -> None:
     by_row = {
         "default": [_record("wnut17", "default", 1, 0.3)],
