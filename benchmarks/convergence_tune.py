@@ -7,15 +7,23 @@ goes on where it stopped), on the row's training file and the full dev set, ever
 convergence protocol (up to E epochs, early stopping with patience 2, training seed 1) and none reads the
 test set. The best trial's settings (its learning rate included, so the row skips the lr grid) then
 train like any other row, for every seed. The trials' training seconds are the row's search cost.
+
+After a search has run, its study (``study.db``, ``trials.md``, ``best.yaml``) is copied to
+``benchmarks/results/tune_DATASET`` to be committed with the runs; a machine without the work folder
+reads that copy, so a ``--cached-only`` render on a fresh clone counts the same trials.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from common import DATASETS, MINILM, run
+from common import DATASETS, MINILM, ROOT, run
+
+KEPT = ROOT / "benchmarks" / "results"  # tune_DATASET: the copy of each study that is committed
+KEPT_FILES = ("study.db", "trials.md", "best.yaml")
 
 TUNED = "tuned"
 
@@ -43,9 +51,28 @@ def tune_command(
     ]  # fmt: skip
 
 
+def kept_dir(dataset: str) -> Path:
+    return KEPT / f"tune_{dataset}"
+
+
+def keep_study(work: Path, dataset: str) -> None:
+    """Copy the study's files that exist to ``kept_dir`` (each written whole, then renamed)."""
+    folder = kept_dir(dataset)
+    for name in KEPT_FILES:
+        source = study_dir(work, dataset) / name
+        if source.is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = folder / f".{name}.partial"
+            shutil.copyfile(source, partial)
+            partial.replace(folder / name)
+
+
 def finished_trials(work: Path, dataset: str) -> list[Any]:
-    """The study's finished trials (empty when there is no study yet)."""
+    """The study's finished trials: from the work folder, else from the committed copy (empty when
+    neither exists)."""
     path = study_dir(work, dataset) / "study.db"
+    if not path.is_file():
+        path = kept_dir(dataset) / "study.db"
     if not path.is_file():
         return []
     import optuna
@@ -63,6 +90,7 @@ def run_search(dataset: str, base: str, train_file: Path, epochs: float, args: A
         print(f"[convergence] nerfocal tune on {dataset}: {args.tune_trials} trials", flush=True)
         cmd = tune_command(dataset, base, train_file, epochs, args.tune_trials, work, args.tune_workers)
         run(cmd, folder / "log.txt", env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+        keep_study(work, dataset)
     return finished_trials(work, dataset)
 
 

@@ -73,6 +73,14 @@ def _args(**overrides: Any) -> SimpleNamespace:
     return SimpleNamespace(**values)
 
 
+@pytest.fixture(autouse=True)
+def no_kept_studies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The committed copies of the real studies stay out of these tests."""
+    kept = tmp_path / "kept"
+    monkeypatch.setattr(convergence_tune, "KEPT", kept)
+    return kept
+
+
 @pytest.fixture
 def rendered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     """A jsonl of partial results (full CoNLL-2003 absent, one seed for some rows), rendered in tmp_path."""
@@ -418,6 +426,40 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(
 
 def _trial(number: int, value: float, **params: Any) -> SimpleNamespace:
     return SimpleNamespace(number=number, value=value, params=params, user_attrs={"train_seconds": 50.0})
+
+
+def test_a_search_is_kept_in_the_repo_and_read_back_without_the_work_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_kept_studies: Path
+) -> None:
+    """After the search runs its study is copied to results/tune_DATASET; a fresh machine (no work
+    folder) reads the trials from that copy, so its --cached-only render counts the same trials."""
+    import optuna
+
+    work = tmp_path / "work"
+
+    def fake_search(cmd: list[str], log: Path, env: Any = None) -> float:
+        folder = Path(cmd[cmd.index("--study-dir") + 1])
+        study = optuna.create_study(
+            study_name="nerfocal", storage=f"sqlite:///{folder / 'study.db'}", direction="maximize"
+        )
+        for value in (0.4, 0.6):
+            study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=value))
+        (folder / "trials.md").write_text("| trial |\n", encoding="utf-8")
+        return 1.0
+
+    monkeypatch.setattr(convergence_tune, "run", fake_search)
+    args = SimpleNamespace(cached_only=False, tune_trials=2, tune_workers=1)
+    trials = convergence_tune.run_search("conll2003_5", "conll2003", tmp_path / "t.txt", 10, args, work)
+    assert sorted(t.value for t in trials) == [0.4, 0.6]
+    kept = no_kept_studies / "tune_conll2003_5"
+    assert sorted(p.name for p in kept.iterdir()) == ["study.db", "trials.md"]  # no partial file left
+    # the work folder gone (a fresh machine): the committed copy gives the same trials, nothing runs
+    monkeypatch.setattr(convergence_tune, "run", lambda *a, **k: pytest.fail("the search ran again"))
+    fresh = tmp_path / "fresh"
+    cached = SimpleNamespace(cached_only=True, tune_trials=2, tune_workers=1)
+    again = convergence_tune.run_search("conll2003_5", "conll2003", tmp_path / "t.txt", 10, cached, fresh)
+    assert sorted(t.value for t in again) == [0.4, 0.6]
+    assert convergence_tune.finished_trials(fresh, "wnut17") == []  # no study of that dataset anywhere
 
 
 def test_the_tuned_row_trains_the_best_trial_at_its_rate_and_keeps_the_search_for_cached_tables(
