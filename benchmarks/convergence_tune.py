@@ -8,22 +8,26 @@ convergence protocol (up to E epochs, early stopping with patience 2, training s
 test set. The best trial's settings (its learning rate included, so the row skips the lr grid) then
 train like any other row, for every seed. The trials' training seconds are the row's search cost.
 
-After a search has run, its study (``study.db``, ``trials.md``, ``best.yaml``) is copied to
-``benchmarks/results/tune_DATASET`` to be committed with the runs; a machine without the work folder
-reads that copy, so a ``--cached-only`` render on a fresh clone counts the same trials.
+Whenever the benchmark trains (not ``--cached-only``) and a study exists in the work folder, the study
+(``study.db``, which holds every trial; ``trials.md``, ``trials.png``, ``best.yaml``) is copied to
+``benchmarks/results/tune_DATASET`` to be committed with the runs. A machine without the work folder
+reads that copy (a ``--cached-only`` render on a fresh clone counts the same trials), and a search
+started there resumes from it instead of starting over.
 """
 
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from common import DATASETS, MINILM, ROOT, run
 
 KEPT = ROOT / "benchmarks" / "results"  # tune_DATASET: the copy of each study that is committed
-KEPT_FILES = ("study.db", "trials.md", "best.yaml")
+KEPT_FILES = ("study.db", "trials.md", "trials.png", "best.yaml")
 
 TUNED = "tuned"
 
@@ -55,16 +59,26 @@ def kept_dir(dataset: str) -> Path:
     return KEPT / f"tune_{dataset}"
 
 
+def _copy(source: Path, target: Path) -> None:
+    """``source`` to ``target``, written whole under a temporary name and then renamed; a SQLite
+    database through SQLite's own backup, so that the copy is consistent even if the study is open."""
+    partial = target.with_name(f".{target.name}.partial")
+    partial.unlink(missing_ok=True)
+    if source.suffix == ".db":
+        with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(partial)) as dst:
+            src.backup(dst)
+    else:
+        shutil.copyfile(source, partial)
+    partial.replace(target)
+
+
 def keep_study(work: Path, dataset: str) -> None:
-    """Copy the study's files that exist to ``kept_dir`` (each written whole, then renamed)."""
-    folder = kept_dir(dataset)
+    """Copy the work folder's study files that exist to ``kept_dir``."""
     for name in KEPT_FILES:
         source = study_dir(work, dataset) / name
         if source.is_file():
-            folder.mkdir(parents=True, exist_ok=True)
-            partial = folder / f".{name}.partial"
-            shutil.copyfile(source, partial)
-            partial.replace(folder / name)
+            kept_dir(dataset).mkdir(parents=True, exist_ok=True)
+            _copy(source, kept_dir(dataset) / name)
 
 
 def finished_trials(work: Path, dataset: str) -> list[Any]:
@@ -84,13 +98,19 @@ def finished_trials(work: Path, dataset: str) -> list[Any]:
 
 def run_search(dataset: str, base: str, train_file: Path, epochs: float, args: Any, work: Path) -> list[Any]:
     """Run (or resume, or just read with --cached-only) the search; returns its finished trials."""
-    if not args.cached_only and len(finished_trials(work, dataset)) < args.tune_trials:
-        folder = study_dir(work, dataset)
+    if args.cached_only:
+        return finished_trials(work, dataset)
+    folder = study_dir(work, dataset)
+    kept = kept_dir(dataset) / "study.db"
+    if not (folder / "study.db").is_file() and kept.is_file():  # a fresh machine: resume the kept study
+        folder.mkdir(parents=True, exist_ok=True)
+        _copy(kept, folder / "study.db")
+    if len(finished_trials(work, dataset)) < args.tune_trials:
         folder.mkdir(parents=True, exist_ok=True)
         print(f"[convergence] nerfocal tune on {dataset}: {args.tune_trials} trials", flush=True)
         cmd = tune_command(dataset, base, train_file, epochs, args.tune_trials, work, args.tune_workers)
         run(cmd, folder / "log.txt", env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
-        keep_study(work, dataset)
+    keep_study(work, dataset)
     return finished_trials(work, dataset)
 
 

@@ -438,13 +438,15 @@ def test_a_search_is_kept_in_the_repo_and_read_back_without_the_work_folder(
     work = tmp_path / "work"
 
     def fake_search(cmd: list[str], log: Path, env: Any = None) -> float:
+        """Resumes the study in --study-dir and finishes trials up to --trials (values 0.4, 0.6, 0.5)."""
         folder = Path(cmd[cmd.index("--study-dir") + 1])
         study = optuna.create_study(
-            study_name="nerfocal", storage=f"sqlite:///{folder / 'study.db'}", direction="maximize"
-        )
-        for value in (0.4, 0.6):
+            study_name="nerfocal", storage=f"sqlite:///{folder / 'study.db'}", direction="maximize",
+            load_if_exists=True,
+        )  # fmt: skip
+        for value in (0.4, 0.6, 0.5)[len(study.trials) : int(cmd[cmd.index("--trials") + 1])]:
             study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=value))
-        (folder / "trials.md").write_text("| trial |\n", encoding="utf-8")
+        (folder / "trials.md").write_text(f"{len(study.trials)} trials\n", encoding="utf-8")
         return 1.0
 
     monkeypatch.setattr(convergence_tune, "run", fake_search)
@@ -460,6 +462,15 @@ def test_a_search_is_kept_in_the_repo_and_read_back_without_the_work_folder(
     again = convergence_tune.run_search("conll2003_5", "conll2003", tmp_path / "t.txt", 10, cached, fresh)
     assert sorted(t.value for t in again) == [0.4, 0.6]
     assert convergence_tune.finished_trials(fresh, "wnut17") == []  # no study of that dataset anywhere
+    # a longer search on the fresh machine resumes the kept study (2 trials kept, 1 more run), and the
+    # kept copy follows it
+    monkeypatch.setattr(convergence_tune, "run", fake_search)
+    longer = SimpleNamespace(cached_only=False, tune_trials=3, tune_workers=1)
+    resumed = convergence_tune.run_search("conll2003_5", "conll2003", tmp_path / "t.txt", 10, longer, fresh)
+    assert sorted(t.value for t in resumed) == [0.4, 0.5, 0.6]
+    assert (kept / "trials.md").read_text(encoding="utf-8") == "3 trials\n"
+    monkeypatch.setattr(convergence_tune, "study_dir", lambda work, dataset: tmp_path / "gone")
+    assert len(convergence_tune.finished_trials(fresh, "conll2003_5")) == 3  # read from the kept copy
 
 
 def test_the_tuned_row_trains_the_best_trial_at_its_rate_and_keeps_the_search_for_cached_tables(
