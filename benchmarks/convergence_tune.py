@@ -8,7 +8,7 @@ convergence protocol (up to E epochs, early stopping with patience 2, training s
 test set. The best trial's settings (its learning rate included, so the row skips the lr grid) then
 train like any other row, for every seed. The trials' training seconds are the row's search cost.
 
-Whenever the benchmark trains (not ``--cached-only``) and a study exists in the work folder, the study
+After a search runs, or whenever the benchmark trains and finds a study the repo lacks, the study
 (``study.db``, which holds every trial; ``trials.md``, ``trials.png``, ``best.yaml``) is copied to
 ``benchmarks/results/tune_DATASET`` to be committed with the runs. A machine without the work folder
 reads that copy (a ``--cached-only`` render on a fresh clone counts the same trials), and a search
@@ -60,16 +60,18 @@ def kept_dir(dataset: str) -> Path:
 
 
 def _copy(source: Path, target: Path) -> None:
-    """``source`` to ``target``, written whole under a temporary name and then renamed; a SQLite
+    """``source`` to ``target`` through nerfocal's ``atomic_open`` (never half-written); a SQLite
     database through SQLite's own backup, so that the copy is consistent even if the study is open."""
-    partial = target.with_name(f".{target.name}.partial")
-    partial.unlink(missing_ok=True)
-    if source.suffix == ".db":
-        with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(partial)) as dst:
-            src.backup(dst)
-    else:
-        shutil.copyfile(source, partial)
-    partial.replace(target)
+    from nerfocal.io import atomic_open
+
+    with atomic_open(target, "wb") as out:
+        if source.suffix == ".db":
+            with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(":memory:")) as copy:
+                src.backup(copy)
+                out.write(copy.serialize())
+        else:
+            with source.open("rb") as handle:
+                shutil.copyfileobj(handle, out)
 
 
 def keep_study(work: Path, dataset: str) -> None:
@@ -105,12 +107,14 @@ def run_search(dataset: str, base: str, train_file: Path, epochs: float, args: A
     if not (folder / "study.db").is_file() and kept.is_file():  # a fresh machine: resume the kept study
         folder.mkdir(parents=True, exist_ok=True)
         _copy(kept, folder / "study.db")
-    if len(finished_trials(work, dataset)) < args.tune_trials:
+    searched = len(finished_trials(work, dataset)) < args.tune_trials
+    if searched:
         folder.mkdir(parents=True, exist_ok=True)
         print(f"[convergence] nerfocal tune on {dataset}: {args.tune_trials} trials", flush=True)
         cmd = tune_command(dataset, base, train_file, epochs, args.tune_trials, work, args.tune_workers)
         run(cmd, folder / "log.txt", env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
-    keep_study(work, dataset)
+    if searched or not kept.is_file():  # an unchanged study is not copied again (no churn in git)
+        keep_study(work, dataset)
     return finished_trials(work, dataset)
 
 
