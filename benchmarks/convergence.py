@@ -373,7 +373,9 @@ def render(
             "### Figures",
             "",
             "The learning curve: test F1 against the share of the CoNLL-2003 training sentences (log "
-            "axis), seed mean ± std, rows run at two sizes or more. Dev F1 per epoch: the seed mean over "
+            "axis), seed mean ± std, rows run at two sizes or more; below it, each row's test F1 minus the "
+            "reference recipe's on the same seeds (mean ± std of the paired differences). Dev F1 per "
+            "epoch: the seed mean over "
             "the epochs every seed reached, each seed as a thin line; stars mark each run's best (kept) "
             "epoch. Legend: the row keys of the tables.",
             "",

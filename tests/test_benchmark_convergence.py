@@ -335,6 +335,53 @@ def test_a_point_from_fewer_seeds_is_hollow_and_the_legend_says_so(tmp_path: Pat
     assert drawn[0][2] != "white"
 
 
+def test_the_difference_panel_pairs_seeds_with_the_reference(tmp_path: Path) -> None:
+    def runs(dataset: str, row: str, f1s: dict[int, float]) -> list[dict[str, Any]]:
+        return [_record(dataset, row, s, f) for s, f in f1s.items()]
+
+    # 1%: seeds 1-3 on both sides; 25%: the row has seed 3 only, which the reference lacks, and seed 2
+    table = {
+        "conll2003_1": {
+            "reference_ce": runs("conll2003_1", "reference_ce", {1: 0.60, 2: 0.62, 3: 0.58}),
+            "default": runs("conll2003_1", "default", {1: 0.63, 2: 0.63, 3: 0.62}),
+        },
+        "conll2003_25": {
+            "reference_ce": runs("conll2003_25", "reference_ce", {1: 0.83, 2: 0.84}),
+            "default": runs("conll2003_25", "default", {2: 0.845, 3: 0.99}),
+        },
+    }
+    diff = convergence_plots.paired_difference(
+        table["conll2003_1"]["default"], table["conll2003_1"]["reference_ce"]
+    )
+    assert diff is not None and diff[2] == 3
+    assert diff[0] == pytest.approx((3.0 + 1.0 + 4.0) / 3) and diff[1] == pytest.approx(1.5275, abs=1e-4)
+    only_two = convergence_plots.paired_difference(
+        table["conll2003_25"]["default"], table["conll2003_25"]["reference_ce"]
+    )
+    assert only_two is not None and only_two[0] == pytest.approx(0.5) and only_two[1:] == (0.0, 1)
+    assert convergence_plots.paired_difference(runs("x", "a", {3: 0.5}), runs("x", "b", {1: 0.5})) is None
+
+    panels: list[list[tuple[str, list[float], list[float]]]] = []
+
+    def keep(fig: Any, path: Path) -> None:
+        panels.extend(
+            [(line.get_label(), list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()]
+            for ax in fig.axes
+        )
+
+    shares = {"conll2003_1": 0.01, "conll2003_25": 0.25}
+    with mock.patch("nerfocal.report.plots.save_png", keep):
+        convergence_plots.learning_curve(table, shares, tmp_path / "c.png")
+    assert len(panels) == 2
+    ((_, x, y),) = [line for line in panels[1] if line[0] == "default"]
+    assert x == [1.0, 25.0] and y == pytest.approx([8.0 / 3, 0.5])
+    panels.clear()
+    no_reference = {d: {"default": by_row["default"]} for d, by_row in table.items()}
+    with mock.patch("nerfocal.report.plots.save_png", keep):
+        convergence_plots.learning_curve(no_reference, shares, tmp_path / "c.png")
+    assert len(panels) == 1  # nothing to subtract: one panel
+
+
 def test_dev_curves_draw_every_row_with_a_curve(tmp_path: Path) -> None:
     by_row = {
         "default": [_record("wnut17", "default", 1, 0.3)],
