@@ -112,22 +112,30 @@ def _difference_panel(
 ) -> None:  # fmt: skip
     """Each row's seed-paired test-F1 difference from ``reference`` against the training share."""
     ax.axhline(0.0, color=colors[reference], linewidth=1.2)
+    series: dict[str, list[tuple[float, float, float, int]]] = {}  # row -> (share %, mean, std, pairs)
     for row in rows:
-        points = []
         for dataset, share in shares.items():
             runs, ref = table.get(dataset, {}).get(row), table.get(dataset, {}).get(reference)
             diff = paired_difference(runs, ref) if runs and ref else None
             if diff is not None:
-                points.append((100.0 * share, diff[0], diff[1]))
-        if not points:
-            continue
-        x, mean, std = (list(v) for v in zip(*sorted(points), strict=True))
+                series.setdefault(row, []).append((100.0 * share, *diff))
+    most = max((p[3] for points in series.values() for p in points), default=0)
+    for row, points in series.items():
+        x, mean, std, pairs = (list(v) for v in zip(*sorted(points), strict=True))
         ax.plot(x, mean, marker="o", color=colors[row], linestyle=styles[row][1], label=row)
+        few = [i for i, n in enumerate(pairs) if n < most]
+        if few:  # as in the upper panel: a difference over fewer seeds is hollow
+            ax.plot(
+                [x[i] for i in few], [mean[i] for i in few], marker="o", linestyle="none",
+                markerfacecolor="white", color=colors[row], label="_nolegend_",
+            )  # fmt: skip
         if any(std):
             low = [m - s for m, s in zip(mean, std, strict=True)]
             high = [m + s for m, s in zip(mean, std, strict=True)]
             ax.fill_between(x, low, high, color=colors[row], alpha=0.12, linewidth=0)
     ax.set_ylabel(f"test F1 minus {reference}\n(same seeds; mean ± std)")
+    if not series:
+        ax.text(0.5, 0.5, f"no row shares a seed with {reference}", transform=ax.transAxes, ha="center")
     ax.grid(alpha=0.3)
 
 

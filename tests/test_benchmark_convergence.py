@@ -375,6 +375,8 @@ def test_the_difference_panel_pairs_seeds_with_the_reference(tmp_path: Path) -> 
     assert len(panels) == 2
     ((_, x, y),) = [line for line in panels[1] if line[0] == "default"]
     assert x == [1.0, 25.0] and y == pytest.approx([8.0 / 3, 0.5])
+    hollow = [line for line in panels[1] if line[0] == "_nolegend_"]
+    assert [line[1] for line in hollow] == [[25.0]]  # one paired seed at 25% against three at 1%
     panels.clear()
     no_reference = {d: {"default": by_row["default"]} for d, by_row in table.items()}
     with mock.patch("nerfocal.report.plots.save_png", keep):
