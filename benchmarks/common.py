@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import platform
@@ -9,6 +10,7 @@ import re
 import statistics
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,18 +124,50 @@ def nerfocal_command(dataset: str, out: Path, *extra: str, evaluate: bool = True
     ]
 
 
-def run(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> float:
-    """Run a command, its output to ``log``; returns wall seconds; raises on failure."""
+def run(
+    cmd: list[str], log: Path, env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()
+) -> float:
+    """Run a command, its output to ``log``; returns wall seconds; raises on failure.
+
+    ``pass_fds``: descriptors the command inherits (a :func:`run_lock`, held until the command exits).
+    """
     import time
 
     start = time.time()
     with log.open("w") as handle:
         result = subprocess.run(
-            cmd, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
+            cmd, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            pass_fds=pass_fds,
+        )  # fmt: skip
     if result.returncode != 0:
         raise RuntimeError(f"command failed ({result.returncode}), see {log}: {' '.join(cmd)}")
     return time.time() - start
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path) -> Iterator[tuple[int, ...] | None]:
+    """An exclusive lock on ``folder/.lock`` while one process trains into ``folder``.
+
+    Yields ``(descriptor,)`` (pass it to the training command as :func:`run`'s ``pass_fds``, so that the
+    lock stays held while that command lives, even if this process is killed first), or None when
+    another process holds it: two processes resuming or overwriting one run folder would corrupt it.
+    Where ``fcntl`` is missing (Windows) yields ``()``: no lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - POSIX machines only here
+        yield ()
+        return
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield None
+            return
+        yield (fd,)
+    finally:
+        os.close(fd)
 
 
 def keep_metrics_only(results: Path, record: dict, out: Path) -> dict:

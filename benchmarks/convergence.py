@@ -18,7 +18,9 @@ Protocol (the same for every row, the reference recipe included):
 Finished runs are appended to ``benchmarks/results/convergence.jsonl`` (committed: metrics and the dev
 curve, no weights) and never retrained unless ``--force``; the command can be stopped at any time and
 resumed: a run stopped mid-way continues from its latest epoch checkpoint (its time-to-best is then
-unknown and shown as nan). Model checkpoints are deleted after each run (only the metrics are kept). ``--cached-only``
+unknown and shown as nan). Model checkpoints are deleted after each run (only the metrics are kept).
+Several processes may share a work folder (each with its own ``--datasets`` / ``--rows``): a run that
+another one is training (its folder's ``.lock`` held) is skipped, never resumed twice. ``--cached-only``
 trains nothing and needs neither ../shared/data nor a model: the section and its figures (learning
 curve over the CoNLL-2003 sizes, dev F1 per epoch; ``convergence_plots.py``, into docs/img) come from
 the jsonl alone.
@@ -45,6 +47,7 @@ from common import (
     nerfocal_command,
     reference_command,
     run,
+    run_lock,
     write_section,
 )
 from convergence_table import (
@@ -148,12 +151,27 @@ def run_one(
     epochs = _epochs(dataset, args)
     key = _key(dataset, row if tuned is None else f"{row}@trial{tuned['best_trial']}", lr, seed, epochs)
     done = load_results()
-    if key in done and not args.force:
-        return done[key]
-    if args.cached_only:
-        return None
+    if (key in done and not args.force) or args.cached_only:
+        return None if args.force else done.get(key)
     out = work / key
     out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out) as lock:
+        if lock is None:
+            print(f"[convergence] {key}: another process is training it ({out / '.lock'} held); skipped")
+            return None
+        done = load_results()  # that process may have finished it while this one looked
+        if key in done and not args.force:
+            return done[key]
+        return _train(dataset, row, lr, seed, work, out, epochs, tuned, lock)
+
+
+def _train(
+    dataset: str, row: str, lr: float, seed: int, work: Path, out: Path, epochs: float,
+    tuned: dict[str, Any] | None, lock: tuple[int, ...],
+) -> dict[str, Any]:  # fmt: skip
+    """The training behind :func:`run_one` into ``out`` (``work / key``), whose lock ``lock`` (passed on to
+    the training command, which then holds it too) this process holds."""
+    key = out.relative_to(work).as_posix()
     base = SUBSETS[dataset][0]
     train_file = subset_train_file(dataset, work)
     flags = ROWS[row][1] if tuned is None else tuned["flags"]
@@ -177,7 +195,7 @@ def run_one(
         cmd += ["--overwrite_output_dir", "true"]  # the leftovers of a run killed before its 1st epoch
     print(f"[convergence] {key}{' (resumed)' if resumed else ''}", flush=True)
     log = out / ("log_resumed.txt" if resumed else "log.txt")
-    run(cmd, log, env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    run(cmd, log, env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}, pass_fds=lock)
     results = json.loads((out / "eval_results.json").read_text())
     state_file = out / "trainer_state.json"
     history = results.get("log_history")

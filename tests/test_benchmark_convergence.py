@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -433,6 +434,52 @@ def test_no_finished_run_renders_the_header_and_no_figure(tmp_path: Path, monkey
     assert "convergence_learning_curve.png skipped" in capsys.readouterr().out
 
 
+def test_a_run_another_process_is_training_is_skipped_not_resumed_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two processes sharing a work folder: the one that finds a run's lock held skips that run (no second
+    resume or overwrite of its folder); the lock goes to the training command, so it outlives a killed
+    orchestrator; a run finished by the other process while this one looked is read, not retrained."""
+    import fcntl
+
+    monkeypatch.setattr(convergence, "RESULTS", tmp_path / "results.jsonl")
+    monkeypatch.setattr(convergence, "subset_train_file", lambda dataset, work: tmp_path / "train.txt")
+    held_by_command: list[bool] = []
+
+    def fake_run(cmd: list[str], log: Path, env: Any = None, pass_fds: Any = ()) -> float:
+        other = os.open(log.parent / ".lock", os.O_RDWR)
+        try:  # the lock is held (by the descriptor handed to the command) while the command runs
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held_by_command.append(False)
+        except BlockingIOError:
+            held_by_command.append(len(pass_fds) == 1)
+        finally:
+            os.close(other)
+        (log.parent / "eval_results.json").write_text(json.dumps({**_record("wnut17", "default", 1, 0.5)}))
+        return 1.0
+
+    monkeypatch.setattr(convergence, "run", fake_run)
+    args = _args(cached_only=False, work_dir=str(tmp_path / "work"))
+    out = tmp_path / "work" / convergence._key("wnut17", "default", 1e-4, 1, 10.0)
+    (out / "checkpoint-40").mkdir(parents=True)
+    (out / "checkpoint-40" / "trainer_state.json").write_text("{}")
+    other = os.open(out / ".lock", os.O_RDWR | os.O_CREAT)  # another process trains this run
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        assert convergence.run_one("wnut17", "default", 1e-4, 1, args, tmp_path / "work") is None
+    finally:
+        os.close(other)
+    assert "another process is training it" in capsys.readouterr().out and not held_by_command
+    assert (out / "checkpoint-40" / "trainer_state.json").is_file()  # its folder untouched
+    record = convergence.run_one("wnut17", "default", 1e-4, 1, args, tmp_path / "work")
+    assert record is not None and record["resumed"] and held_by_command == [True]
+    # the other process finished it between this one's first look and its lock: read, not retrained
+    first = iter([{}, {record["key"]: record}])
+    monkeypatch.setattr(convergence, "load_results", lambda: next(first))
+    assert convergence.run_one("wnut17", "default", 1e-4, 1, args, tmp_path / "work") == record
+    assert held_by_command == [True]
+
+
 @pytest.mark.parametrize(
     "row, resume_flags", [("reference_ce", ["--resume"]), ("default", ["--resume_from_checkpoint", "auto"])]
 )
@@ -445,7 +492,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(
     monkeypatch.setattr(convergence, "subset_train_file", lambda dataset, work: tmp_path / "train.txt")
     commands: list[tuple[list[str], str]] = []
 
-    def fake_run(cmd: list[str], log: Path, env: Any = None) -> float:
+    def fake_run(cmd: list[str], log: Path, env: Any = None, pass_fds: Any = ()) -> float:
         commands.append((cmd, log.name))
         record = _record("wnut17", row, 1, 0.5)
         (log.parent / "eval_results.json").write_text(json.dumps({**record, "log_history": []}))
@@ -542,7 +589,7 @@ def test_the_tuned_row_trains_the_best_trial_at_its_rate_and_keeps_the_search_fo
     monkeypatch.setattr(convergence_tune, "finished_trials", lambda work, dataset: trials)
     commands: list[list[str]] = []
 
-    def fake_run(cmd: list[str], log: Path, env: Any = None) -> float:
+    def fake_run(cmd: list[str], log: Path, env: Any = None, pass_fds: Any = ()) -> float:
         commands.append(cmd)
         record = _record("wnut17", "tuned", 1, 0.5)
         (log.parent / "eval_results.json").write_text(json.dumps({**record, "log_history": []}))
