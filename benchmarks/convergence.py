@@ -64,6 +64,7 @@ from convergence_table import (
 
 RESULTS = ROOT / "benchmarks" / "results" / "convergence.jsonl"
 IMG = ROOT / "docs" / "img"  # the figures of the rendered section
+BUSY: set[tuple[str, str]] = set()  # (dataset, row) with a run that another process is training
 
 # dataset key -> (base dataset, share of the training sentences)
 SUBSETS: dict[str, tuple[str, float]] = {
@@ -158,6 +159,7 @@ def run_one(
     with run_lock(out) as lock:
         if lock is None:
             print(f"[convergence] {key}: another process is training it ({out / '.lock'} held); skipped")
+            BUSY.add((dataset, row))
             return None
         done = load_results()  # that process may have finished it while this one looked
         if key in done and not args.force:
@@ -291,7 +293,9 @@ def main(args: Any) -> None:
                     )
                 continue
             scores = grids[(dataset, row)] = lr_grid(dataset, row, args, work)
-            if scores:
+            if (dataset, row) in BUSY:  # a rate of its grid is still training elsewhere: no choice yet
+                print(f"[convergence] {dataset}/{row}: its grid is not complete here; seeds 2-3 wait")
+            elif scores:
                 chosen[(dataset, row)] = max(scores, key=lambda lr: scores[lr])
     for dataset in args.datasets:
         for (d, row), lr in chosen.items():

@@ -444,6 +444,7 @@ def test_a_run_another_process_is_training_is_skipped_not_resumed_twice(
 
     monkeypatch.setattr(convergence, "RESULTS", tmp_path / "results.jsonl")
     monkeypatch.setattr(convergence, "subset_train_file", lambda dataset, work: tmp_path / "train.txt")
+    monkeypatch.setattr(convergence, "BUSY", set())
     held_by_command: list[bool] = []
 
     def fake_run(cmd: list[str], log: Path, env: Any = None, pass_fds: Any = ()) -> float:
@@ -470,6 +471,7 @@ def test_a_run_another_process_is_training_is_skipped_not_resumed_twice(
     finally:
         os.close(other)
     assert "another process is training it" in capsys.readouterr().out and not held_by_command
+    assert convergence.BUSY == {("wnut17", "default")}  # main gives that row no rate yet
     assert (out / "checkpoint-40" / "trainer_state.json").is_file()  # its folder untouched
     record = convergence.run_one("wnut17", "default", 1e-4, 1, args, tmp_path / "work")
     assert record is not None and record["resumed"] and held_by_command == [True]
@@ -478,6 +480,30 @@ def test_a_run_another_process_is_training_is_skipped_not_resumed_twice(
     monkeypatch.setattr(convergence, "load_results", lambda: next(first))
     assert convergence.run_one("wnut17", "default", 1e-4, 1, args, tmp_path / "work") == record
     assert held_by_command == [True]
+
+
+def test_a_grid_with_a_rate_training_elsewhere_chooses_nothing_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row whose grid lacks a rate that another process is training gets no rate (its seeds 2-3
+    would otherwise train at a choice made on part of the grid); the other rows go on."""
+    ran: list[tuple[str, float, int]] = []
+
+    def fake_run_one(dataset, row, lr, seed, args, work, tuned=None):  # type: ignore[no-untyped-def]
+        if row == "default" and lr == 2e-4:
+            convergence.BUSY.add((dataset, row))  # what run_one does when the run's lock is held
+            return None
+        ran.append((row, lr, seed))
+        return _record(dataset, row, seed, 0.5 + lr, lr=lr)
+
+    monkeypatch.setattr(convergence, "run_one", fake_run_one)
+    monkeypatch.setattr(convergence, "BUSY", set())
+    monkeypatch.setattr(convergence, "write_section", lambda *a, **k: None)
+    monkeypatch.setattr(convergence, "IMG", tmp_path / "img")  # its figures: not the repo's
+    args = _args(cached_only=False, datasets=["wnut17"], rows=["default", "ce"], lrs=[1e-4, 2e-4],
+                 seeds=[1, 2], widen=False, work_dir=str(tmp_path / "work"))  # fmt: skip
+    convergence.main(args)
+    assert [r for r in ran if r[2] == 2] == [("ce", 2e-4, 2)]  # no seed 2 for default
 
 
 @pytest.mark.parametrize(
