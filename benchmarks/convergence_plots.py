@@ -74,22 +74,10 @@ def learning_curve(
         ax, low_ax = fig.add_subplot(), None
     colors: dict[str, Any] = {}
     for row, points in lines.items():
-        x, mean, std, seeds = (list(v) for v in zip(*points, strict=True))
         label, linestyle = styles[row]
-        few = [i for i, n in enumerate(seeds) if n < most]
-        if few:  # a mean from fewer seeds is provisional: hollow, and the legend says so
+        if any(p[3] < most for p in points):  # a mean from fewer seeds is provisional: the legend says so
             label += f" (hollow: under {most} seeds)"
-        (line,) = ax.plot(x, mean, marker="o", label=label, linestyle=linestyle)
-        colors[row] = line.get_color()
-        if few:
-            ax.plot(
-                [x[i] for i in few], [mean[i] for i in few], marker="o", linestyle="none",
-                markerfacecolor="white", color=line.get_color(), label="_nolegend_",
-            )  # fmt: skip
-        if any(std):
-            low = [m - s for m, s in zip(mean, std, strict=True)]
-            high = [m + s for m, s in zip(mean, std, strict=True)]
-            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
+        colors[row] = _draw(ax, points, most, label, linestyle, band=0.18)
     ticks = sorted({p[0] for points in lines.values() for p in points})
     ax.set_xscale("log")
     ax.set_xticks(ticks, [f"{t:g}%" for t in ticks])
@@ -106,6 +94,27 @@ def learning_curve(
     return list(lines)
 
 
+def _draw(
+    ax: Any, points: list[tuple[float, float, float, int]], most: int, label: str, linestyle: str,
+    *, band: float, color: Any = None,
+) -> Any:  # fmt: skip
+    """One row's ``(x, mean, std, n)`` points: the line, a hollow marker where ``n < most``, a ± std
+    band (opacity ``band``) where any std is non-zero. Returns the line's colour."""
+    x, mean, std, counts = (list(v) for v in zip(*sorted(points), strict=True))
+    (line,) = ax.plot(x, mean, marker="o", label=label, linestyle=linestyle, color=color)
+    few = [i for i, n in enumerate(counts) if n < most]
+    if few:
+        ax.plot(
+            [x[i] for i in few], [mean[i] for i in few], marker="o", linestyle="none",
+            markerfacecolor="white", color=line.get_color(), label="_nolegend_",
+        )  # fmt: skip
+    if any(std):
+        low = [m - s for m, s in zip(mean, std, strict=True)]
+        high = [m + s for m, s in zip(mean, std, strict=True)]
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=band, linewidth=0)
+    return line.get_color()
+
+
 def _difference_panel(
     ax: Any, table: Table, shares: dict[str, float], rows: list[str], reference: str,
     colors: dict[str, Any], styles: dict[str, tuple[str, str]],
@@ -120,19 +129,8 @@ def _difference_panel(
             if diff is not None:
                 series.setdefault(row, []).append((100.0 * share, *diff))
     most = max((p[3] for points in series.values() for p in points), default=0)
-    for row, points in series.items():
-        x, mean, std, pairs = (list(v) for v in zip(*sorted(points), strict=True))
-        ax.plot(x, mean, marker="o", color=colors[row], linestyle=styles[row][1], label=row)
-        few = [i for i, n in enumerate(pairs) if n < most]
-        if few:  # as in the upper panel: a difference over fewer seeds is hollow
-            ax.plot(
-                [x[i] for i in few], [mean[i] for i in few], marker="o", linestyle="none",
-                markerfacecolor="white", color=colors[row], label="_nolegend_",
-            )  # fmt: skip
-        if any(std):
-            low = [m - s for m, s in zip(mean, std, strict=True)]
-            high = [m + s for m, s in zip(mean, std, strict=True)]
-            ax.fill_between(x, low, high, color=colors[row], alpha=0.12, linewidth=0)
+    for row, points in series.items():  # as in the upper panel: a difference over fewer seeds is hollow
+        _draw(ax, points, most, row, styles[row][1], color=colors[row], band=0.12)
     ax.set_ylabel(f"test F1 minus {reference}\n(same seeds; mean ± std)")
     if not series:
         ax.text(0.5, 0.5, f"no row shares a seed with {reference}", transform=ax.transAxes, ha="center")
