@@ -164,16 +164,16 @@ def run_one(
         done = load_results()  # that process may have finished it while this one looked
         if key in done and not args.force:
             return done[key]
-        return _train(dataset, row, lr, seed, work, out, epochs, tuned, lock)
+        return _train(dataset, row, lr, seed, work, key, epochs, tuned, lock)
 
 
 def _train(
-    dataset: str, row: str, lr: float, seed: int, work: Path, out: Path, epochs: float,
+    dataset: str, row: str, lr: float, seed: int, work: Path, key: str, epochs: float,
     tuned: dict[str, Any] | None, lock: tuple[int, ...],
 ) -> dict[str, Any]:  # fmt: skip
-    """The training behind :func:`run_one` into ``out`` (``work / key``), whose lock ``lock`` (passed on to
-    the training command, which then holds it too) this process holds."""
-    key = out.relative_to(work).as_posix()
+    """The training behind :func:`run_one` into ``work / key``, whose lock ``lock`` (passed on to the
+    training command, which then holds it too) this process holds."""
+    out = work / key
     base = SUBSETS[dataset][0]
     train_file = subset_train_file(dataset, work)
     flags = ROWS[row][1] if tuned is None else tuned["flags"]
@@ -257,6 +257,7 @@ def default_dev_f1(
 
 def main(args: Any) -> None:
     work = Path(args.work_dir)
+    BUSY.clear()  # the runs found busy by this call only (a process may call main more than once)
     table: dict[str, dict[str, list[dict[str, Any]]]] = {}
     chosen: dict[tuple[str, str], float] = {}
     tuned: dict[str, dict[str, Any]] = {}  # dataset -> the search's outcome

@@ -482,15 +482,35 @@ def test_a_run_another_process_is_training_is_skipped_not_resumed_twice(
     assert held_by_command == [True]
 
 
+def test_the_run_lock_outlives_its_process_while_the_training_command_lives(tmp_path: Path) -> None:
+    """The descriptor handed to the command keeps the lock after the process that took it lets go (an
+    orchestrator killed while its training command runs on), and frees it when the command ends."""
+    import subprocess
+
+    with common.run_lock(tmp_path) as lock:
+        assert lock is not None and len(lock) == 1
+        command = subprocess.Popen(
+            [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE, pass_fds=lock
+        )
+    try:
+        with common.run_lock(tmp_path) as again:
+            assert again is None  # this process closed its descriptor; the command still holds the lock
+    finally:
+        command.communicate(b"")  # the command ends
+    with common.run_lock(tmp_path) as after:
+        assert after is not None
+
+
 def test_a_grid_with_a_rate_training_elsewhere_chooses_nothing_yet(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The row whose grid lacks a rate that another process is training gets no rate (its seeds 2-3
     would otherwise train at a choice made on part of the grid); the other rows go on."""
     ran: list[tuple[str, float, int]] = []
+    elsewhere = [True]
 
     def fake_run_one(dataset, row, lr, seed, args, work, tuned=None):  # type: ignore[no-untyped-def]
-        if row == "default" and lr == 2e-4:
+        if row == "default" and lr == 2e-4 and elsewhere[0]:
             convergence.BUSY.add((dataset, row))  # what run_one does when the run's lock is held
             return None
         ran.append((row, lr, seed))
@@ -504,6 +524,10 @@ def test_a_grid_with_a_rate_training_elsewhere_chooses_nothing_yet(
                  seeds=[1, 2], widen=False, work_dir=str(tmp_path / "work"))  # fmt: skip
     convergence.main(args)
     assert [r for r in ran if r[2] == 2] == [("ce", 2e-4, 2)]  # no seed 2 for default
+    elsewhere[0] = False  # that process finished: a later call in the same process chooses again
+    ran.clear()
+    convergence.main(args)
+    assert ("default", 2e-4, 2) in ran
 
 
 @pytest.mark.parametrize(
