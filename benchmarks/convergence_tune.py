@@ -107,7 +107,8 @@ def run_search(dataset: str, base: str, train_file: Path, epochs: float, args: A
     if not (folder / "study.db").is_file() and kept.is_file():  # a fresh machine: resume the kept study
         folder.mkdir(parents=True, exist_ok=True)
         _copy(kept, folder / "study.db")
-    searched = len(finished_trials(work, dataset)) < args.tune_trials
+    trials = finished_trials(work, dataset)
+    searched = len(trials) < args.tune_trials
     if searched:
         folder.mkdir(parents=True, exist_ok=True)
         print(f"[convergence] nerfocal tune on {dataset}: {args.tune_trials} trials", flush=True)
@@ -115,7 +116,7 @@ def run_search(dataset: str, base: str, train_file: Path, epochs: float, args: A
         run(cmd, folder / "log.txt", env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
     if searched or not kept.is_file():  # an unchanged study is not copied again (no churn in git)
         keep_study(work, dataset)
-    return finished_trials(work, dataset)
+    return finished_trials(work, dataset) if searched else trials  # the study is read again only if it grew
 
 
 def best_settings(trials: list[Any]) -> dict[str, Any] | None:
